@@ -1,0 +1,4 @@
+from cod_diffc.cli import main
+
+
+raise SystemExit(main())
