@@ -1,0 +1,1 @@
+from cod_diffc.schedulers.scheduling_cod_flow_match import CodFlowMatchScheduler, CodFlowMatchSchedulerOutput

@@ -1,0 +1,323 @@
+"""`CodPipeline`: reconstruct an image from its CoD condition, and the standalone CoD codec at its VQ rate."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from cod_diffc.models.condition_codec_cod import CodConditionCodec
+from cod_diffc.models.transformer_cod import CodTransformer2DModel
+from cod_diffc.pipelines.named_configs import get_named_config
+from cod_diffc.schedulers.scheduling_cod_flow_match import CodFlowMatchScheduler
+
+
+ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list[PIL.Image.Image] | list[np.ndarray]
+
+# The standalone `.cod` file of the release: uint16 little-endian height, uint16 little-endian width, then the
+# packed VQ indices. (The release names the two fields the other way round but writes H first; so do we.)
+COD_FILE_HEADER = struct.Struct("<HH")
+
+
+@dataclass
+class CodPipelineOutput(BaseOutput):
+    """
+    Output of [`CodPipeline`].
+
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
+            The reconstructions: PIL images, a `(B, H, W, 3)` uint8 array, or a `(B, 3, H, W)` float tensor in
+            [0, 1], depending on `output_type`.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+class CodPipeline(DiffusionPipeline):
+    r"""
+    CoD ([arXiv 2511.18706](https://arxiv.org/abs/2511.18706)): a diffusion model conditioned on a few hundred bits
+    per image. The condition codec turns the image into vector-quantised indices (1,024 bits for a 512x512 image
+    at the released 4 bits and downsampling 32); the transformer denoises noise into an image given the decoded
+    condition map.
+
+    Parameters:
+        transformer ([`CodTransformer2DModel`]): the denoiser (velocity `noise - x0`, diffusers' flow convention).
+        condition_codec ([`CodConditionCodec`]): encoder, vector quantiser and decoder of the condition.
+        scheduler ([`CodFlowMatchScheduler`]): the released Adams–Bashforth sampler.
+        vae ([`AutoencoderKL`], *optional*): the latent variant's autoencoder (`sd-vae-ft-ema` in the release);
+            `None` for pixel-space CoD. Latents are scaled by `scaling_factor ** 2`, as the release does.
+        default_guidance_scale (`float`, *optional*, defaults to 3.0): the classifier-free guidance used when a
+            call does not say (the release uses 3.0 for pixel and 64-bit latent CoD, 1.25 for latent CoD).
+    """
+
+    model_cpu_offload_seq = "condition_codec->transformer->vae"
+    _optional_components = ["vae"]
+
+    def __init__(
+        self,
+        transformer: CodTransformer2DModel,
+        condition_codec: CodConditionCodec,
+        scheduler: CodFlowMatchScheduler,
+        vae: AutoencoderKL | None = None,
+        default_guidance_scale: float = 3.0,
+    ):
+        super().__init__()
+        if (vae is None) != (transformer.config.in_channels == 3):
+            raise ValueError(
+                f"a transformer with in_channels={transformer.config.in_channels} needs "
+                + ("no vae (pixel space)" if vae is None else "a vae (latent space)")
+            )
+        if condition_codec.config.condition_channels != transformer.config.hidden_size:
+            raise ValueError(
+                f"condition_codec.condition_channels={condition_codec.config.condition_channels} differs from "
+                f"transformer.hidden_size={transformer.config.hidden_size}"
+            )
+        self.register_modules(transformer=transformer, condition_codec=condition_codec, scheduler=scheduler, vae=vae)
+        self.register_to_config(default_guidance_scale=default_guidance_scale)
+        self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False, do_convert_rgb=True)
+
+    @classmethod
+    def from_named_config(cls, name: str, vae: AutoencoderKL | None = None) -> CodPipeline:
+        """
+        A randomly initialised pipeline of a named configuration (see `cod_diffc.pipelines.named_configs`).
+
+        Released latent configurations need their autoencoder passed in, e.g.
+        `vae=AutoencoderKL.from_pretrained("stabilityai/sd-vae-ft-ema")`; tiny latent ones build a tiny random one.
+        Build released sizes under `accelerate.init_empty_weights()` to inspect them without allocating memory.
+        """
+        config = get_named_config(name)
+        if config.is_latent and vae is None:
+            if config.vae is None:
+                raise ValueError(f"{name} works in the latent space of {config.vae_pretrained}: pass it as `vae=`")
+            vae = AutoencoderKL(**config.vae)
+        elif not config.is_latent and vae is not None:
+            raise ValueError(f"{name} is a pixel-space model and takes no vae")
+        return cls(
+            transformer=CodTransformer2DModel(**config.transformer),
+            condition_codec=CodConditionCodec(**config.condition_codec),
+            scheduler=CodFlowMatchScheduler(),
+            vae=vae,
+            default_guidance_scale=config.default_guidance_scale,
+        )
+
+    # ------------------------------------------------------------------ the diffusion space
+    @property
+    def latent_scale(self) -> float:
+        """Factor between the VAE's raw latents and the diffusion space (`scaling_factor ** 2`; 1 in pixel space)."""
+        return 1.0 if self.vae is None else float(self.vae.config.scaling_factor) ** 2
+
+    def sample_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """Shape `(C, h, w)` of the diffusion space for an image of `height x width` pixels."""
+        if self.vae is None:
+            return (3, height, width)
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return (self.vae.config.latent_channels, height // factor, width // factor)
+
+    def to_diffusion_space(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images `(B, 3, H, W)` in [0, 1] → diffusion-space samples (pixels in [-1, 1], or scaled VAE latents).
+
+        As in the release, the latent variant samples the VAE posterior (with `generator`).
+        """
+        pixels = 2.0 * images - 1.0
+        if self.vae is None:
+            return pixels
+        posterior = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist
+        return posterior.sample(generator) * self.latent_scale
+
+    def to_images(self, samples: torch.Tensor) -> torch.Tensor:
+        """Diffusion-space samples → images `(B, 3, H, W)` in [-1, 1] (not clipped)."""
+        if self.vae is None:
+            return samples
+        return self.vae.decode((samples / self.latent_scale).to(self.vae.dtype)).sample
+
+    # ------------------------------------------------------------------ conditions
+    def preprocess(self, image: ImageInput) -> torch.Tensor:
+        """PIL image(s), `(H, W, 3)` / `(B, H, W, 3)` arrays or `(B, 3, H, W)` tensors → float `(B, 3, H, W)` in [0, 1]."""
+        images = self.image_processor.preprocess(image)
+        if images.shape[1] != 3:
+            raise ValueError(f"expected RGB images (3 channels), got {images.shape[1]} channels")
+        return images.to(device=self._execution_device, dtype=self.condition_codec.dtype)
+
+    @torch.no_grad()
+    def condition_indices(self, images: torch.Tensor) -> torch.Tensor:
+        """Images `(B, 3, H, W)` in [0, 1] → VQ indices `(B, h, w)`."""
+        _, indices = self.condition_codec.quantize(self.condition_codec.encode(images))
+        return indices
+
+    @torch.no_grad()
+    def encode(self, image: ImageInput) -> list[bytes]:
+        """
+        The standalone CoD codec, encoder side: one `.cod` file (bytes) per image. A file is a 4-byte header (uint16
+        little-endian height, then width) and the VQ indices packed at `codebook_bits` each; at 512x512, 4 bits and
+        downsampling 32 that is 4 + 128 bytes.
+        """
+        images = self.preprocess(image)
+        height, width = images.shape[-2:]
+        compressed = self.condition_codec.compress(images)
+        return [COD_FILE_HEADER.pack(height, width) + payload for payload in compressed["strings"]]
+
+    def parse_cod_file(self, data: bytes) -> tuple[int, int, bytes]:
+        """Splits a `.cod` file into `(height, width, payload)`, checking its length against the codec."""
+        if len(data) < COD_FILE_HEADER.size:
+            raise ValueError(f"a .cod file needs at least {COD_FILE_HEADER.size} bytes, got {len(data)}")
+        height, width = COD_FILE_HEADER.unpack_from(data)
+        expected = self.condition_codec.bytes_per_image(height, width)
+        if len(data) != COD_FILE_HEADER.size + expected:
+            raise ValueError(
+                f"a {height}x{width} .cod file holds {COD_FILE_HEADER.size + expected} bytes, got {len(data)} "
+                "(truncated, or made by a codec with another rate)"
+            )
+        return height, width, data[COD_FILE_HEADER.size :]
+
+    @torch.no_grad()
+    def decode(self, data: bytes | list[bytes], **kwargs) -> CodPipelineOutput:
+        """The standalone CoD codec, decoder side: `.cod` file(s) of one size → images. `kwargs` go to `__call__`."""
+        files = [data] if isinstance(data, bytes) else list(data)
+        parsed = [self.parse_cod_file(f) for f in files]
+        sizes = {(h, w) for h, w, _ in parsed}
+        if len(sizes) != 1:
+            raise ValueError(f"decode() takes files of one image size per call, got {sorted(sizes)}")
+        (height, width), payloads = sizes.pop(), [p for _, _, p in parsed]
+        shape = self.condition_codec.code_grid_size(height, width)
+        condition = self.condition_codec.decompress(payloads, shape)["condition"]
+        return self.generate(condition, height, width, **kwargs)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput,
+        num_inference_steps: int = 25,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> CodPipelineOutput | tuple:
+        r"""
+        Reconstructs image(s) from their CoD condition.
+
+        Args:
+            image: the image(s) to encode into a condition (PIL, `(H, W, 3)` uint8/float array or `(B, 3, H, W)`
+                tensor in [0, 1]). Sizes must be multiples of the codec's code stride (32 for the released models).
+            num_inference_steps (`int`, defaults to 25): sampler steps; 1 gives the highest-PSNR decode.
+            guidance_scale (`float`, *optional*): classifier-free guidance weight, applied for noise levels in
+                (0, 0.9) as in the release; defaults to the pipeline's `default_guidance_scale`.
+            generator (`torch.Generator`, *optional*): generator of the initial noise (and of the VAE posterior
+                sample in latent space).
+            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` (uint8) or `"pt"` (float in [0, 1]).
+            return_dict (`bool`, defaults to `True`): return a [`CodPipelineOutput`] instead of a tuple.
+
+        Examples:
+            >>> from cod_diffc import CodPipeline
+            >>> pipe = CodPipeline.from_named_config("cod-pixel-tiny")  # random weights, for a quick look
+            >>> import PIL.Image
+            >>> image = PIL.Image.new("RGB", (64, 64), (200, 120, 40))
+            >>> out = pipe(image, num_inference_steps=2).images[0]
+            >>> out.size
+            (64, 64)
+        """
+        images = self.preprocess(image)
+        height, width = images.shape[-2:]
+        indices = self.condition_indices(images)
+        condition = self.condition_codec.decode_indices(indices)
+        output = self.generate(condition, height, width, num_inference_steps, guidance_scale, generator, output_type)
+        return output if return_dict else (output.images,)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        condition: torch.Tensor,
+        height: int,
+        width: int,
+        num_inference_steps: int = 25,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        noise: torch.Tensor | None = None,
+    ) -> CodPipelineOutput:
+        """Samples images of `height x width` from a decoded condition map `(B, C, H/16, W/16)`.
+
+        `noise` (`(B, *sample_shape)`) replaces the generator's draw when given.
+        """
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        guidance_scale = self.config.default_guidance_scale if guidance_scale is None else guidance_scale
+        batch_size = condition.shape[0]
+        null_condition = self.condition_codec.null_condition(height, width, batch_size)
+
+        # Initial noise (sigma = 1), drawn on the generator's device like diffusers pipelines do.
+        shape = (batch_size, *self.sample_shape(height, width))
+        if noise is None:
+            noise = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=torch.float32)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+
+        samples = self.sample(noise, condition, null_condition, num_inference_steps, guidance_scale)
+        images = self.to_images(samples).float()
+        return CodPipelineOutput(images=self.postprocess(images, output_type))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        noise: torch.Tensor,
+        condition: torch.Tensor,
+        null_condition: torch.Tensor,
+        num_inference_steps: int,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """Integrates the flow from `noise` (sigma = 1) to a diffusion-space sample (sigma = 0).
+
+        Args:
+            noise: `(B, *sample_shape)` initial sample.
+            condition, null_condition: `(B, C, H/16, W/16)` condition maps (the null one for guidance).
+            num_inference_steps: sampler steps.
+            guidance_scale: classifier-free guidance weight, used inside the release's window.
+        """
+        dtype = self.transformer.dtype
+        condition, null_condition = condition.to(dtype), null_condition.to(dtype)
+        sample = noise.to(device=self._execution_device, dtype=dtype)
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        for sigma in self.progress_bar(self.scheduler.timesteps):
+            velocity = self.guided_velocity(sample, sigma, condition, null_condition, guidance_scale)
+            sample = self.scheduler.step(velocity, sigma, sample).prev_sample
+        return sample
+
+    def guided_velocity(
+        self,
+        sample: torch.Tensor,
+        sigma: torch.Tensor,
+        condition: torch.Tensor,
+        null_condition: torch.Tensor,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """Velocity at noise level `sigma` with classifier-free guidance in the release's window `0 < sigma < 0.9`.
+
+        Outside the window the release computes `u + 1 * (c - u)`; we return `c`, which equals it up to rounding.
+        """
+        timestep = sigma.to(sample.dtype).expand(sample.shape[0])
+        conditional = self.transformer(sample, timestep, condition).sample
+        if not (0.0 < float(sigma) < 0.9) or guidance_scale == 1.0:
+            return conditional
+        unconditional = self.transformer(sample, timestep, null_condition).sample
+        return unconditional + guidance_scale * (conditional - unconditional)
+
+    @staticmethod
+    def postprocess(images: torch.Tensor, output_type: str) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
+        """Images in [-1, 1] → the release's uint8 mapping `clip((x + 1) * 127.5 + 0.5, 0, 255)` (round half up).
+
+        The arithmetic runs in the dtype of `images` (the release runs it in bfloat16).
+        """
+        if output_type == "pt":
+            return ((images + 1.0) / 2.0).clamp(0.0, 1.0).cpu()
+        as_uint8 = ((images + 1.0) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)  # (B, 3, H, W)
+        array = as_uint8.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+        if output_type == "np":
+            return array
+        return [PIL.Image.fromarray(a) for a in array]
