@@ -105,6 +105,9 @@ def ideal_code_length_bits(codes: Sequence["StepCode"], simulator: "ChannelSimul
     return bits
 
 
+_MIN_RANS_SYMBOLS = 4
+
+
 class _CdfTables:
     """The quantised CDFs of one coding call, in CompressAI's `(cdfs, cdf_sizes, offsets)` form.
 
@@ -192,6 +195,12 @@ def encode_step_codes(codes: Sequence["StepCode"], simulator: "ChannelSimulator"
                 symbols.append(remainder & ((1 << piece_bits) - 1))
                 slots.append(tables.slot(("uniform", piece_bits)))
                 remainder >>= piece_bits
+    # CompressAI's encoder sizes its output buffer by the number of symbols (one 32-bit word each), but flushing
+    # writes the 64-bit state on top: with fewer than 4 symbols of up to 16 bits each it overruns the buffer and
+    # corrupts the heap. Free trailing symbols (probability ~1, never decoded) keep the count safe.
+    padding = max(0, _MIN_RANS_SYMBOLS - len(symbols))
+    symbols += [0] * padding
+    slots += [tables.slot(("uniform", 0))] * padding
     encoder = BufferedRansEncoder()
     encoder.encode_with_indexes(symbols, slots, tables.cdfs, tables.cdf_sizes, tables.offsets)
     return encoder.flush()

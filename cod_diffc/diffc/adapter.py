@@ -1,0 +1,265 @@
+"""The one interface between DiffC and a diffusion backbone.
+
+DiffC never sees a model, a scheduler or an integer timestep: it talks to a [`BackboneAdapter`], which speaks
+variance-preserving (VP) terms on a continuous time `t` in [0, 1]:
+
+    z_t = alpha(t) * z_0 + sigma(t) * eps,    alpha(t)**2 + sigma(t)**2 == 1,    t = 1 is pure noise, t = 0 data.
+
+An adapter for an epsilon-prediction model (Stable Diffusion) implements [`BackboneAdapter`] directly. An adapter for
+a flow-matching model (CoD, diffusers flow models) subclasses [`FlowMatchingAdapterMixin`], which owns the one
+conversion between the diffusers flow convention and VP space, and implements only `predict_velocity`.
+"""
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import StreamError
+
+
+FINGERPRINT_SIZE = 8
+"""Bytes of model fingerprint written into every stream (see [`BackboneAdapter.fingerprint`])."""
+
+
+def fingerprint_state_dict(
+    weights: nn.Module | Mapping[str, torch.Tensor], config: Mapping[str, Any] | None = None
+) -> bytes:
+    r"""
+    A stable [`FINGERPRINT_SIZE`]-byte BLAKE2b digest of a model's weights and configuration.
+
+    Tensors are hashed in sorted key order as `(key, dtype, shape, raw bytes)`, so the digest does not depend on
+    the device, on the order of the state dict, or on the Python session. Two models agree on the fingerprint
+    exactly when they hold the same tensors bit for bit (and the same `config`).
+
+    Args:
+        weights (`nn.Module` or `Mapping[str, torch.Tensor]`):
+            The model, or its state dict.
+        config (`Mapping[str, Any]`, *optional*):
+            JSON-serialisable settings that change the model's output without being weights (latent scaling, the
+            variant name, ...). Hashed as sorted-key JSON.
+
+    Returns:
+        `bytes`: The digest, [`FINGERPRINT_SIZE`] bytes.
+    """
+    state_dict = weights.state_dict() if isinstance(weights, nn.Module) else weights
+    digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        # A byte view works for every dtype, bfloat16 included, and matches across devices.
+        digest.update(tensor.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if config is not None:
+        digest.update(json.dumps(dict(config), sort_keys=True).encode())
+    return digest.digest()
+
+
+def _as_batch_scalar(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshapes a 0-dim or `(B,)` time tensor to broadcast against a `(B, C, h, w)` latent."""
+    t = t.to(device=like.device, dtype=like.dtype)
+    return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim == 1 else t
+
+
+class BackboneAdapter(ABC):
+    r"""
+    What DiffC needs from a diffusion backbone, in VP terms.
+
+    Conventions every implementation follows:
+
+    - Images are `(1, 3, H, W)` tensors in [0, 1]; latents are `(1, C, h, w)` with `(C, h, w) = latent_shape(H, W)`.
+    - Time `t` is continuous in [0, 1] with `t = 1` pure noise and `t = 0` data; it is passed as a 0-dim (or
+      `(B,)`) float tensor. `alpha_sigma(t)` gives the VP coefficients of the forward process
+      `z_t = alpha * z_0 + sigma * eps` with `alpha**2 + sigma**2 == 1`.
+    - The codec passes `z_t` as float32 on `self.device` and expects float32 back; an adapter whose network runs in
+      another dtype casts inside. It evaluates `alpha_sigma` on float64 CPU times (the step coefficients must be
+      the same on every device), so `alpha_sigma` is plain tensor arithmetic, not a network call.
+    - Everything must be deterministic: encoder and decoder call the adapter with the same inputs and must get
+      bit-identical outputs on the same device, or decoding drifts.
+
+    Lifecycle: the encoder calls `prepare_condition(image)` once (which sets up the condition, e.g. runs a condition
+    codec, and returns the side-information bytes written into the stream); the decoder calls
+    `load_condition(side_info, H, W)` with those bytes. Both then call `predict_epsilon` (through
+    `predict_x0_and_epsilon`) with the guidance scale stored in the stream. A conditionless backbone keeps the
+    default implementations, which send no side information.
+
+    [`~diffc.gaussian_backbone.GaussianBackbone`] is a complete, minimal implementation. A flow-matching backbone
+    is shorter still:
+
+    ```py
+    class MyFlowAdapter(FlowMatchingAdapterMixin):
+        name = "my-flow"
+
+        def __init__(self, transformer, device="cpu"):
+            self.transformer = transformer.to(device).eval()
+
+        @property
+        def device(self):
+            return self.transformer.device
+
+        @property
+        def dtype(self):
+            return self.transformer.dtype
+
+        def latent_shape(self, height, width):
+            return 3, height, width
+
+        def encode_image(self, image):
+            return 2 * image.to(self.device) - 1
+
+        def decode_latent(self, latent):
+            return ((latent + 1) / 2).clamp(0, 1)
+
+        def predict_velocity(self, x_flow, s, guidance_scale):
+            return self.transformer(x_flow.to(self.dtype), s.expand(x_flow.shape[0])).sample.float()
+
+        def fingerprint(self):
+            return fingerprint_state_dict(self.transformer, config=dict(self.transformer.config))
+    ```
+
+    Attributes:
+        name (`str`):
+            The registry name, written into every stream; [`~diffc.registry.load_backbone`] checks that the adapter
+            it builds carries the name it was asked for. Usually a class attribute; an adapter class serving several
+            registry names sets it per instance.
+        default_guidance_scale (`float`):
+            Classifier-free guidance scale used when the caller gives none (1.0: no guidance).
+    """
+
+    name: str
+    default_guidance_scale: float = 1.0
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device:
+        """The device the network runs on; latents handed to the adapter live there."""
+
+    @property
+    @abstractmethod
+    def dtype(self) -> torch.dtype:
+        """The dtype the network computes in."""
+
+    @abstractmethod
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """The `(C, h, w)` latent of an `H x W` image. Raises `ValueError` if the backbone cannot take that size."""
+
+    @abstractmethod
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Maps a `(1, 3, H, W)` image in [0, 1] to its clean `(1, C, h, w)` latent `z_0`, deterministically."""
+
+    @abstractmethod
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Maps a `(1, C, h, w)` clean latent to a `(1, 3, H, W)` image in [0, 1]."""
+
+    @abstractmethod
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VP coefficients `(alpha(t), sigma(t))`, elementwise, with the shape, dtype and device of `t`."""
+
+    @abstractmethod
+    def predict_epsilon(self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+        r"""
+        The (guided) prediction `eps_hat(z_t, t)` of the noise in `z_t = alpha * z_0 + sigma * eps`.
+
+        Args:
+            z_t (`torch.Tensor`): `(1, C, h, w)` noisy latent in VP space, float32.
+            t (`torch.Tensor`): 0-dim time in [0, 1].
+            guidance_scale (`float`): Classifier-free guidance scale (1.0: conditional prediction only).
+
+        Returns:
+            `torch.Tensor`: `(1, C, h, w)` float32.
+        """
+
+    def predict_x0_and_epsilon(
+        self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""
+        The predicted clean latent and noise, `(x0_hat, eps_hat)`, with `z_t = alpha * x0_hat + sigma * eps_hat`.
+
+        The default derives `x0_hat = (z_t - sigma * eps_hat) / alpha` from [`predict_epsilon`], which is undefined
+        where `alpha(t) == 0`. An adapter whose schedule reaches `alpha = 0` at `t = 1` (flow models) overrides
+        this method; [`FlowMatchingAdapterMixin`] does.
+        """
+        alpha, sigma = self.alpha_sigma(t)
+        if bool((alpha == 0).any()):
+            raise ValueError(
+                f"{type(self).__name__} has alpha(t) == 0 at t = {t.tolist()}, where x0_hat cannot be derived from "
+                "eps_hat; override predict_x0_and_epsilon"
+            )
+        eps_hat = self.predict_epsilon(z_t, t, guidance_scale)
+        alpha, sigma = _as_batch_scalar(alpha, z_t), _as_batch_scalar(sigma, z_t)
+        return (z_t - sigma * eps_hat) / alpha, eps_hat
+
+    def prepare_condition(self, image: torch.Tensor) -> bytes:
+        """Encoder side: sets up the condition from the `(1, 3, H, W)` image and returns the side-information bytes
+        that `load_condition` needs to set up the same condition. Conditionless backbones return `b""`."""
+        return b""
+
+    def load_condition(self, side_info: bytes, height: int, width: int) -> None:
+        """Decoder side: sets up the condition from the side-information bytes of a stream. Raises
+        [`~diffc.errors.StreamError`] for bytes it cannot parse."""
+        if side_info:
+            raise StreamError(
+                f"backbone {self.name!r} takes no side information, but the stream carries {len(side_info)} bytes"
+            )
+
+    @abstractmethod
+    def fingerprint(self) -> bytes:
+        """A [`FINGERPRINT_SIZE`]-byte digest of everything that changes the adapter's outputs (weights and
+        settings); see [`fingerprint_state_dict`]. A decoder refuses streams made with another fingerprint."""
+
+
+def flow_alpha_sigma(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""
+    VP coefficients of the flow noise level `s`: `x_flow = (1 - s) * x0 + s * eps` rescaled by
+    `n = sqrt((1 - s)**2 + s**2)` is the VP latent `z = x_flow / n`, with `alpha = (1 - s) / n`, `sigma = s / n`.
+    """
+    norm = torch.sqrt((1 - s) ** 2 + s**2)
+    return (1 - s) / norm, s / norm
+
+
+class FlowMatchingAdapterMixin(BackboneAdapter):
+    r"""
+    A [`BackboneAdapter`] for flow-matching models in the diffusers flow convention.
+
+    The model sees `x_flow = (1 - s) * x0 + s * eps` at noise level `s` in [0, 1] (`s = 1` pure noise) and predicts
+    the velocity `v = eps - x0`. The adapter's time is the noise level itself, `t = s`. This mixin converts once, in
+    both directions: with `n = sqrt((1 - s)**2 + s**2)`,
+
+        alpha = (1 - s) / n,   sigma = s / n,   x_flow = n * z_t,
+        x0_hat = x_flow - s * v,   eps_hat = x_flow + (1 - s) * v.
+
+    Both predictions stay finite at `s = 1`, where `alpha = 0`. A subclass implements only [`predict_velocity`]
+    (plus the image/latent, condition and fingerprint methods); a model trained in another time direction (the
+    official CoD code uses `t = 1` for data) converts its time inside `predict_velocity`.
+    """
+
+    @abstractmethod
+    def predict_velocity(self, x_flow: torch.Tensor, s: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+        r"""
+        The (guided) velocity `v_hat = eps - x0` at flow noise level `s`.
+
+        Args:
+            x_flow (`torch.Tensor`): `(1, C, h, w)` float32 flow-space sample `(1 - s) * x0 + s * eps`.
+            s (`torch.Tensor`): 0-dim noise level in [0, 1].
+            guidance_scale (`float`): Classifier-free guidance scale.
+
+        Returns:
+            `torch.Tensor`: `(1, C, h, w)` velocity, float32.
+        """
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return flow_alpha_sigma(t)
+
+    def predict_x0_and_epsilon(
+        self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        s = _as_batch_scalar(t, z_t)
+        x_flow = torch.sqrt((1 - s) ** 2 + s**2) * z_t
+        velocity = self.predict_velocity(x_flow, t, guidance_scale).to(z_t.dtype)
+        return x_flow - s * velocity, x_flow + (1 - s) * velocity
+
+    def predict_epsilon(self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+        return self.predict_x0_and_epsilon(z_t, t, guidance_scale)[1]

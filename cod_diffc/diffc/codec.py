@@ -1,0 +1,506 @@
+r"""DiffC: lossy compression by sending a noisy latent with reverse channel coding (Theis et al. 2022,
+https://huggingface.co/papers/2206.08889; Vonderfecht & Liu, ICLR 2025, https://huggingface.co/papers/2411.08862).
+
+.. code-block:: none
+
+    image ─encode_image─► z_0 (encoder only)                z_{t_0} ~ N(0, I) from the seed (both sides)
+                           │                                       │
+    step n < stop step:    └─► mu = (q_mean - p_mean) / std ─channel─► index ─► z_{t_n+1} = p_mean + std * z_index
+                                                                              │
+    decoder:   z_{t_stop} ─denoise (probability-flow ODE)─► ẑ_0 ─decode_latent─► image
+
+Encoder and decoder share the seeded initial noise `z_{t_0}` and, at every step `t = t_n -> s = t_{n+1}`, the
+model's reverse step `p(z_s | z_t) = N(a z_t + b x0_hat, std**2 I)` (DDPM form with the backbone's `x0_hat`). The
+encoder knows the posterior `q(z_s | z_t, z_0) = N(a z_t + b z_0, std**2 I)` and sends a sample of it with the
+channel simulator at a cost of about `KL(q || p) = |mu|**2 / 2` nats, `mu = b (z_0 - x0_hat) / std`; both sides then
+continue from the same `z_s`. The first step starts at `t_0 = 1` from seeded noise: exactly the forward process for
+backbones with `alpha(1) = 0` (flow models), the usual approximation for others (Stable Diffusion's `alpha(1)` is
+about 0.07). Stopping after `n` steps leaves the decoder with `z_{t_n}`, a sample of the forward process of the image
+at time `t_n` (up to the channel simulator's truncation bias), which it denoises with the deterministic
+probability-flow ODE. One encode yields every rate: the stream is cut at the chosen stop step.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from tqdm.auto import tqdm
+
+from .adapter import BackboneAdapter
+from .bitstream import DiffCStream, read_stream, write_stream
+from .channel import ChannelSimulator, ChunkedPFRSimulator, StepCode
+from .errors import StreamError
+from .randomness import CounterGenerator, derive_key
+from .schedule import DiffCSchedule, ReverseStep, to_float16
+
+
+DEFAULT_MAX_LATENT_ELEMENTS = 2**26
+"""Largest latent (`C * h * w`) a decoder allocates for a stream unless told otherwise."""
+
+_MAX_FLOAT16 = 65504.0
+_CHUNKED_PFR_ID = 0
+_MAX_KL_CODES_PER_OCTAVE = 64
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    r"""
+    One cut of an encode: the file for a stop step and what the decoder will reconstruct from it.
+
+    Attributes:
+        stop_step (`int`): Number of DiffC steps in the file.
+        t (`float`): Time of the decoded noisy latent, `schedule.time(stop_step)`.
+        stream (`bytes`): The whole file.
+        bpp (`float`): `8 * len(stream) / (H * W)`.
+        kl_bits (`float`): Total KL of the steps sent, in bits (the ideal cost of the steps).
+        latent (`torch.Tensor`): `(1, C, h, w)` noisy latent at `t`; [`decode`] returns it bit for bit on the
+            same device.
+    """
+
+    stop_step: int
+    t: float
+    stream: bytes
+    bpp: float
+    kl_bits: float
+    latent: torch.Tensor
+
+
+@dataclass
+class EncodeResult:
+    r"""
+    The output of [`encode`]: every step it ran, and the requested cuts.
+
+    Attributes:
+        points (`list[RatePoint]`): One per requested stop step or target bpp, in request order.
+        step_codes (`list[StepCode]`): The code of every step run.
+        step_kl_bits (`list[float]`): `KL(q || p)` of every step run, in bits.
+        file_bytes (`list[int]`): Size of the whole file at stop step `n`, for `n = 0..len(step_codes)`.
+        header ([`DiffCStream`]): The stream fields shared by every cut (its `stop_step` is 0).
+        simulator ([`ChannelSimulator`]): The channel simulator that coded the steps.
+    """
+
+    points: list[RatePoint]
+    step_codes: list[StepCode]
+    step_kl_bits: list[float]
+    file_bytes: list[int]
+    header: DiffCStream
+    simulator: ChannelSimulator
+
+    def stream(self, stop_step: int) -> bytes:
+        """The file cut at `stop_step`, any step from 0 to `len(step_codes)`."""
+        if not 0 <= stop_step <= len(self.step_codes):
+            raise ValueError(f"stop step {stop_step} outside the encoded range [0, {len(self.step_codes)}]")
+        return _cut(self.header, self.step_codes, stop_step, self.simulator)
+
+    def bpp(self, stop_step: int) -> float:
+        """Bits per pixel of the whole file cut at `stop_step`."""
+        return 8 * self.file_bytes[stop_step] / (self.header.height * self.header.width)
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    r"""
+    The output of [`decode`].
+
+    Attributes:
+        latent (`torch.Tensor`): `(1, C, h, w)` float32 noisy latent at time `t`, on the adapter's device.
+        t (`float`): Its time (1.0 for a condition-only stream).
+        stream ([`DiffCStream`]): The parsed file, including the image size and `denoise_guidance_scale`.
+    """
+
+    latent: torch.Tensor
+    t: float
+    stream: DiffCStream
+
+
+def channel_config(simulator: ChannelSimulator) -> bytes:
+    r"""
+    The bytes a stream stores to rebuild `simulator` (its method and every setting the decoder depends on).
+
+    [`ChunkedPFRSimulator`] is 5 bytes: method id 0, `max_chunk_bits`, `padding_bits`, `kl_codes_per_octave`,
+    `log2(max_kl_bits)`.
+
+    Raises:
+        `ValueError`: For a simulator (or setting) the format cannot store.
+    """
+    if type(simulator) is not ChunkedPFRSimulator:
+        raise ValueError(f"the DiffC format cannot store a {type(simulator).__name__}; use ChunkedPFRSimulator")
+    max_kl_exponent = math.log2(simulator.max_kl_bits)
+    if not (max_kl_exponent.is_integer() and simulator.kl_codes_per_octave <= _MAX_KL_CODES_PER_OCTAVE):
+        raise ValueError(
+            f"the DiffC format stores max_kl_bits as a power of two and kl_codes_per_octave <= "
+            f"{_MAX_KL_CODES_PER_OCTAVE}, got {simulator!r}"
+        )
+    settings = (simulator.max_chunk_bits, simulator.padding_bits, simulator.kl_codes_per_octave, int(max_kl_exponent))
+    return bytes([_CHUNKED_PFR_ID, *settings])
+
+
+def channel_from_config(config: bytes) -> ChannelSimulator:
+    """The channel simulator described by a stream's channel configuration ([`channel_config`]'s inverse).
+
+    Raises:
+        [`~diffc.errors.StreamError`]: For a configuration this version cannot rebuild.
+    """
+    if len(config) != 5 or config[0] != _CHUNKED_PFR_ID:
+        raise StreamError(f"unknown channel simulator configuration {config.hex()}")
+    max_chunk_bits, padding_bits, kl_codes_per_octave, max_kl_exponent = config[1:]
+    # Bounded before construction: the simulator builds tables sized by these settings.
+    if not (kl_codes_per_octave <= _MAX_KL_CODES_PER_OCTAVE and max_kl_exponent <= 32):
+        raise StreamError(f"channel simulator configuration {config.hex()} is out of range")
+    try:
+        return ChunkedPFRSimulator(max_chunk_bits, padding_bits, kl_codes_per_octave, 2.0**max_kl_exponent)
+    except ValueError as error:
+        raise StreamError(f"invalid channel simulator configuration {config.hex()}: {error}") from None
+
+
+def _time_tensor(t: float, adapter: BackboneAdapter) -> torch.Tensor:
+    return torch.tensor(t, dtype=torch.float32, device=adapter.device)
+
+
+def _model_step(
+    adapter: BackboneAdapter, latent: torch.Tensor, schedule: DiffCSchedule, n: int, guidance_scale: float
+) -> tuple[ReverseStep, torch.Tensor, torch.Tensor]:
+    """Step `n` as encoder and decoder both compute it: the reverse step `t_n -> t_{n+1}`, the model's `x0_hat` at
+    `z_{t_n}` and the mean of `p(z_{t_{n+1}} | z_{t_n})`. The step's coefficients are evaluated in float64 on the
+    CPU, so both sides get the same numbers on any device."""
+    t, s = schedule.time(n), schedule.time(n + 1)
+    alpha, sigma = (c.tolist() for c in adapter.alpha_sigma(torch.tensor([t, s], dtype=torch.float64)))
+    step = ReverseStep.between(alpha[0], sigma[0], alpha[1], sigma[1])
+    x0_hat, _ = adapter.predict_x0_and_epsilon(latent, _time_tensor(t, adapter), guidance_scale)
+    x0_hat = x0_hat.to(torch.float32)
+    return step, x0_hat, step.z_coefficient * latent + step.x0_coefficient * x0_hat
+
+
+def _initial_noise(seed: int, latent_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """`z_{t_0}`: standard normal noise keyed by the seed, drawn on the CPU so every device gets the same bits."""
+    generator = CounterGenerator(derive_key(seed, "diffc-initial-noise"))
+    noise = generator.normal(torch.zeros(1), torch.zeros(1), math.prod(latent_shape))  # (1, C * h * w)
+    return noise.view(1, *latent_shape).to(device)
+
+
+def _cut(header: DiffCStream, step_codes: Sequence[StepCode], stop_step: int, simulator: ChannelSimulator) -> bytes:
+    """The file of `header` cut after `stop_step` of `step_codes`."""
+    from .index_coding import encode_step_codes
+
+    if stop_step == 0:
+        # Nothing coded: a condition-only stream, which is smaller and decodes to the same initial noise.
+        return write_stream(replace(header, channel=None, schedule=None, encoding_guidance_scale=1.0))
+    return write_stream(
+        replace(header, stop_step=stop_step, step_codes=encode_step_codes(step_codes[:stop_step], simulator))
+    )
+
+
+def _check_image(image: torch.Tensor) -> tuple[int, int]:
+    if image.ndim != 4 or image.shape[:2] != (1, 3):
+        raise ValueError(f"expected one RGB image of shape (1, 3, H, W), got {tuple(image.shape)}")
+    return image.shape[2], image.shape[3]
+
+
+def _check_guidance(name: str, scale: float) -> float:
+    """The guidance scale rounded to float16, the precision the stream stores it in."""
+    if not (math.isfinite(scale) and 0 <= scale <= _MAX_FLOAT16):
+        raise ValueError(f"{name} must lie in [0, {_MAX_FLOAT16}] (a float16), got {scale}")
+    return to_float16(scale)
+
+
+@torch.no_grad()
+def encode(
+    image: torch.Tensor,
+    adapter: BackboneAdapter,
+    *,
+    stop_step: int | Sequence[int] | None = None,
+    target_bpp: float | Sequence[float] | None = None,
+    schedule: DiffCSchedule | None = None,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+    denoise_guidance_scale: float | None = None,
+    simulator: ChannelSimulator | None = None,
+    progress: bool = True,
+) -> EncodeResult:
+    r"""
+    Encodes an image with DiffC, running the schedule only as far as the requested cuts need.
+
+    Args:
+        image (`torch.Tensor`): `(1, 3, H, W)` image in [0, 1].
+        adapter ([`BackboneAdapter`]): The backbone.
+        stop_step (`int` or `Sequence[int]`, *optional*):
+            Cut(s) at these numbers of steps. Give this or `target_bpp`; with neither, the whole schedule is sent.
+        target_bpp (`float` or `Sequence[float]`, *optional*):
+            Cut(s) at the largest stop step whose whole file fits in `target_bpp * H * W / 8` bytes. A target above
+            what the schedule reaches gets the whole schedule.
+        schedule ([`DiffCSchedule`], *optional*): The encoding schedule; defaults to `DiffCSchedule()`.
+        seed (`int`, defaults to `0`): Seed of the shared randomness, in [0, 2**64), written into the stream.
+        guidance_scale (`float`, *optional*):
+            Guidance of the model's reverse steps, rounded to float16 (the stream's precision); defaults to the
+            adapter's `default_guidance_scale`.
+        denoise_guidance_scale (`float`, *optional*):
+            Guidance the decoder denoises with, stored in the stream; defaults to `guidance_scale`.
+        simulator ([`ChannelSimulator`], *optional*):
+            The reverse channel coder; defaults to `ChunkedPFRSimulator()`. Its configuration goes into the stream
+            ([`channel_config`]).
+        progress (`bool`, defaults to `True`): Show a progress bar.
+
+    Returns:
+        [`EncodeResult`]: The requested cuts (files and the noisy latents they decode to) plus every step's code, KL
+        and file size.
+
+    Raises:
+        `ValueError`: For a bad image size, a stop step outside the schedule, or a target bpp below the smallest
+            file (header and side information alone); the message gives the achievable range.
+    """
+    if stop_step is not None and target_bpp is not None:
+        raise ValueError("give stop_step or target_bpp, not both")
+    schedule = DiffCSchedule() if schedule is None else schedule
+    simulator = ChunkedPFRSimulator() if simulator is None else simulator
+    height, width = _check_image(image)
+    latent_shape = adapter.latent_shape(height, width)
+    guidance_scale = _check_guidance(
+        "guidance_scale", adapter.default_guidance_scale if guidance_scale is None else guidance_scale
+    )
+    denoise_guidance_scale = _check_guidance(
+        "denoise_guidance_scale", guidance_scale if denoise_guidance_scale is None else denoise_guidance_scale
+    )
+    stop_steps = [schedule.num_steps] if stop_step is None and target_bpp is None else []
+    if stop_step is not None:
+        stop_steps = [stop_step] if isinstance(stop_step, int) else list(stop_step)
+        for step in stop_steps:
+            if not 0 <= step <= schedule.num_steps:
+                raise ValueError(f"stop step {step} outside the schedule's range [0, {schedule.num_steps}]")
+    target_bpps = (
+        [] if target_bpp is None else [target_bpp] if isinstance(target_bpp, float | int) else list(target_bpp)
+    )
+
+    header = DiffCStream(
+        backbone=adapter.name,
+        fingerprint=adapter.fingerprint(),
+        height=height,
+        width=width,
+        seed=seed,
+        denoise_guidance_scale=denoise_guidance_scale,
+        side_info=adapter.prepare_condition(image),
+        channel=channel_config(simulator),
+        schedule=schedule,
+        encoding_guidance_scale=guidance_scale,
+    )
+    bpp_per_byte = 8 / (height * width)
+    file_bytes = [len(_cut(header, [], 0, simulator))]
+    if target_bpps and min(target_bpps) < file_bytes[0] * bpp_per_byte:
+        raise ValueError(
+            f"target bpp {min(target_bpps)} is below the smallest file this image and backbone allow "
+            f"({file_bytes[0] * bpp_per_byte:.6g} bpp: header and side information); achievable range "
+            f"starts there and grows with the stop step up to {schedule.num_steps}"
+        )
+
+    target_latent = adapter.encode_image(image).to(torch.float32)  # (1, C, h, w)
+    if target_latent.shape != (1, *latent_shape):
+        raise ValueError(
+            f"{type(adapter).__name__}.encode_image gave a latent of shape {tuple(target_latent.shape)}, but its "
+            f"latent_shape({height}, {width}) is {latent_shape}"
+        )
+    latent = _initial_noise(seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
+    latents = {0: latent}  # stop step -> noisy latent, for the requested cuts only
+    bpp_stops: dict[int, int] = {}  # index into target_bpps -> stop step
+    step_codes: list[StepCode] = []
+    step_kl_bits: list[float] = []
+    last_step = max(stop_steps) if stop_steps else schedule.num_steps
+    for n in tqdm(range(last_step), desc="DiffC encode", disable=not progress):
+        step, x0_hat, p_mean = _model_step(adapter, latent, schedule, n, guidance_scale)
+        mu = (step.x0_coefficient / step.std) * (target_latent - x0_hat).flatten()  # (q_mean - p_mean) / std
+        code, sample = simulator.encode(mu, derive_key(seed, "diffc-step", n))
+        previous_latent, latent = latent, p_mean + step.std * sample.view_as(latent)
+        step_codes.append(code)
+        step_kl_bits.append(0.5 * float(mu.double().square().sum()) / math.log(2))
+        file_bytes.append(len(_cut(header, step_codes, n + 1, simulator)))
+
+        if n + 1 in stop_steps:
+            latents[n + 1] = latent
+        for index, target in enumerate(target_bpps):
+            if index not in bpp_stops and file_bytes[-1] * bpp_per_byte > target:
+                bpp_stops[index] = n
+                latents[n] = previous_latent
+        if target_bpps and len(bpp_stops) == len(target_bpps):
+            break
+    for index in range(len(target_bpps)):
+        if index not in bpp_stops:
+            bpp_stops[index] = len(step_codes)
+            latents[len(step_codes)] = latent
+
+    points = [
+        RatePoint(
+            stop_step=n,
+            t=schedule.time(n),
+            stream=_cut(header, step_codes, n, simulator),
+            bpp=file_bytes[n] * bpp_per_byte,
+            kl_bits=math.fsum(step_kl_bits[:n]),
+            latent=latents[n],
+        )
+        for n in stop_steps + [bpp_stops[index] for index in range(len(target_bpps))]
+    ]
+    return EncodeResult(
+        points=points,
+        step_codes=step_codes,
+        step_kl_bits=step_kl_bits,
+        file_bytes=file_bytes,
+        header=header,
+        simulator=simulator,
+    )
+
+
+@torch.no_grad()
+def decode(
+    stream: bytes,
+    adapter: BackboneAdapter,
+    *,
+    simulator: ChannelSimulator | None = None,
+    max_latent_elements: int = DEFAULT_MAX_LATENT_ELEMENTS,
+    progress: bool = True,
+) -> DecodeResult:
+    r"""
+    Decodes a DiffC file to the noisy latent at its stop step, bit-exactly the encoder's on the same device.
+
+    The decoder checks the backbone name and model fingerprint, loads the condition from the side information,
+    and replays the steps with the encoder's guidance (from the stream), regenerating only the chosen candidates.
+
+    Args:
+        stream (`bytes`): The whole file.
+        adapter ([`BackboneAdapter`]): The backbone named in the stream, with the same weights.
+        simulator ([`ChannelSimulator`], *optional*):
+            The channel simulator; by default the one the stream's channel configuration describes. One given here
+            (for instance with another `tile_size`, which only changes speed) must have the same configuration.
+        max_latent_elements (`int`, defaults to `2**26`):
+            Refuse streams whose image size implies a larger latent (a guard against forged sizes).
+        progress (`bool`, defaults to `True`): Show a progress bar.
+
+    Returns:
+        [`DecodeResult`]: The noisy latent, its time, and the parsed stream (for `denoise_guidance_scale`).
+
+    Raises:
+        [`~diffc.errors.StreamError`]: If the stream is malformed or made by another backbone, model or channel.
+    """
+    from .index_coding import decode_step_codes
+
+    parsed = read_stream(stream)
+    if parsed.backbone != adapter.name:
+        raise StreamError(f"stream made by backbone {parsed.backbone!r}, but the decoder runs {adapter.name!r}")
+    if parsed.fingerprint != adapter.fingerprint():
+        raise StreamError(
+            f"stream made by another {parsed.backbone!r} model: fingerprint {parsed.fingerprint.hex()}, the loaded "
+            f"model has {adapter.fingerprint().hex()}"
+        )
+    if parsed.channel is not None:
+        if simulator is None:
+            simulator = channel_from_config(parsed.channel)
+        elif channel_config(simulator) != parsed.channel:
+            raise StreamError(f"stream coded with another channel simulator configuration than {simulator!r}")
+    try:
+        latent_shape = adapter.latent_shape(parsed.height, parsed.width)
+    except ValueError as error:
+        raise StreamError(f"image size {parsed.height}x{parsed.width} invalid for the backbone: {error}") from None
+    if math.prod(latent_shape) > max_latent_elements:
+        raise StreamError(
+            f"image size {parsed.height}x{parsed.width} needs a latent of {math.prod(latent_shape)} elements, more "
+            f"than max_latent_elements={max_latent_elements}"
+        )
+    try:
+        adapter.load_condition(parsed.side_info, parsed.height, parsed.width)
+    except StreamError:
+        raise
+    except ValueError as error:
+        raise StreamError(f"the backbone rejected the stream's side information: {error}") from error
+
+    latent = _initial_noise(parsed.seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
+    if parsed.schedule is None:
+        return DecodeResult(latent=latent, t=1.0, stream=parsed)
+    step_codes = decode_step_codes(parsed.step_codes, parsed.stop_step, simulator)
+    schedule = parsed.schedule
+    for n in tqdm(range(parsed.stop_step), desc="DiffC decode", disable=not progress):
+        step, _, p_mean = _model_step(adapter, latent, schedule, n, parsed.encoding_guidance_scale)
+        sample = simulator.decode(
+            step_codes[n], latent.numel(), derive_key(parsed.seed, "diffc-step", n), latent.device
+        )
+        latent = p_mean + step.std * sample.view_as(latent)
+    return DecodeResult(latent=latent, t=schedule.time(parsed.stop_step), stream=parsed)
+
+
+@torch.no_grad()
+def denoise(
+    latent: torch.Tensor,
+    t: float,
+    adapter: BackboneAdapter,
+    guidance_scale: float,
+    num_steps: int = 25,
+    *,
+    progress: bool = True,
+) -> torch.Tensor:
+    r"""
+    Denoises a noisy latent from time `t` to `t = 0` with the deterministic probability-flow ODE (DDIM, eta = 0).
+
+    Each step from `t_k` to `t_{k+1}` (uniform in `t`) maps `z -> alpha(t_{k+1}) x0_hat + sigma(t_{k+1}) eps_hat`;
+    the last step, to `t = 0`, returns `x0_hat`, so `num_steps = 1` is the one-step (posterior-mean) decode.
+
+    Args:
+        latent (`torch.Tensor`): `(1, C, h, w)` noisy latent at time `t`.
+        t (`float`): Its time in (0, 1].
+        adapter ([`BackboneAdapter`]): The backbone, with its condition loaded.
+        guidance_scale (`float`): Guidance scale (use the stream's `denoise_guidance_scale`).
+        num_steps (`int`, defaults to `25`): Number of ODE steps, >= 1.
+        progress (`bool`, defaults to `True`): Show a progress bar.
+
+    Returns:
+        `torch.Tensor`: `(1, C, h, w)` clean latent estimate.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not 0 < t <= 1:
+        raise ValueError(f"t must lie in (0, 1], got {t}")
+    times = [t * (1 - k / num_steps) for k in range(num_steps + 1)]
+    latent = latent.to(torch.float32)
+    for k in tqdm(range(num_steps), desc="denoise", disable=not progress):
+        x0_hat, eps_hat = adapter.predict_x0_and_epsilon(latent, _time_tensor(times[k], adapter), guidance_scale)
+        x0_hat = x0_hat.to(torch.float32)
+        if k + 1 < num_steps:
+            alpha, sigma = (float(c) for c in adapter.alpha_sigma(torch.tensor(times[k + 1], dtype=torch.float64)))
+            latent = alpha * x0_hat + sigma * eps_hat.to(torch.float32)
+    # The last step lands on t = 0 (data) exactly: x0_hat, whatever alpha(0) the backbone's schedule has.
+    return x0_hat
+
+
+def compress(
+    image: torch.Tensor,
+    adapter: BackboneAdapter,
+    *,
+    stop_step: int | None = None,
+    target_bpp: float | None = None,
+    **encode_kwargs,
+) -> bytes:
+    r"""
+    Compresses an image into one DiffC file, cut at `stop_step` or at the largest stop step fitting `target_bpp`.
+
+    A convenience over [`encode`] (which takes the same keyword arguments and can return several cuts at once).
+    """
+    return encode(image, adapter, stop_step=stop_step, target_bpp=target_bpp, **encode_kwargs).points[0].stream
+
+
+def decompress(
+    stream: bytes,
+    adapter: BackboneAdapter,
+    *,
+    num_denoise_steps: int = 25,
+    simulator: ChannelSimulator | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    r"""
+    Decompresses a DiffC file into a `(1, 3, H, W)` image in [0, 1]: [`decode`], then [`denoise`] with the stream's
+    denoising guidance, then the backbone's `decode_latent`.
+    """
+    decoded = decode(stream, adapter, simulator=simulator, progress=progress)
+    clean_latent = denoise(
+        decoded.latent,
+        decoded.t,
+        adapter,
+        decoded.stream.denoise_guidance_scale,
+        num_denoise_steps,
+        progress=progress,
+    )
+    return adapter.decode_latent(clean_latent)

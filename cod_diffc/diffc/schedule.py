@@ -1,0 +1,87 @@
+"""The DiffC encoding schedule and the Gaussian reverse step between two of its times."""
+
+import math
+import struct
+from dataclasses import dataclass
+
+
+MAX_NUM_STEPS = 4096
+"""Largest number of steps a schedule (and so a stream) may have."""
+
+
+def to_float16(value: float) -> float:
+    """`value` rounded to the nearest IEEE half-precision number, the precision a stream stores scalars in."""
+    return struct.unpack("<e", struct.pack("<e", value))[0]
+
+
+@dataclass(frozen=True)
+class DiffCSchedule:
+    r"""
+    The decreasing times `t_0 = 1 > t_1 > ... > t_N = t_end` at which DiffC sends the noisy latent, uniform in `t`.
+
+    Step `n` (0-based) sends `z_{t_{n+1}}` given `z_{t_n}`; stopping after step `n - 1` leaves the decoder with the
+    noisy latent at `t_n`, so "stop step" `n` ranges over `0..N`. The two parameters are all a stream stores, and
+    `t_end` is rounded to float16 on construction so encoder and decoder compute identical times. What a given `t`
+    means (how much noise) is up to the backbone's `alpha_sigma`.
+
+    Parameters:
+        num_steps (`int`, defaults to `128`): Number of steps `N`, 1 to [`MAX_NUM_STEPS`].
+        t_end (`float`, defaults to `0.02`): The last (least noisy) time `t_N`, in (0, 1).
+    """
+
+    num_steps: int = 128
+    t_end: float = 0.02
+
+    def __post_init__(self):
+        if not isinstance(self.num_steps, int) or not 1 <= self.num_steps <= MAX_NUM_STEPS:
+            raise ValueError(f"num_steps must be an integer in [1, {MAX_NUM_STEPS}], got {self.num_steps!r}")
+        if not (isinstance(self.t_end, float | int) and math.isfinite(self.t_end)):
+            raise ValueError(f"t_end must be a finite number, got {self.t_end!r}")
+        t_end = to_float16(self.t_end)
+        if not 0 < t_end < 1:
+            raise ValueError(f"t_end must lie in (0, 1) (after rounding to float16), got {self.t_end!r}")
+        object.__setattr__(self, "t_end", t_end)
+
+    def time(self, step: int) -> float:
+        """`t_step` for `step` in `0..num_steps`, in float64 (the same on every machine)."""
+        if not 0 <= step <= self.num_steps:
+            raise ValueError(f"step must lie in [0, {self.num_steps}], got {step}")
+        return 1.0 - (1.0 - self.t_end) * step / self.num_steps
+
+
+@dataclass(frozen=True)
+class ReverseStep:
+    r"""
+    The Gaussian reverse step from `t` to `s < t` in VP form, shared by the model `p` and the posterior `q`:
+
+        mean = z_coefficient * z_t + x0_coefficient * x0,    std = std,
+
+    with `x0 = x0_hat` (the model's prediction) for `p` and the true `z_0` for `q` (DDPM posterior
+    `q(z_s | z_t, z_0)`). In terms of `alpha_{t|s} = alpha_t / alpha_s` and `sigma_{t|s}**2 = sigma_t**2 -
+    alpha_{t|s}**2 sigma_s**2 = (alpha_s**2 - alpha_t**2) / alpha_s**2`:
+
+        z_coefficient = alpha_{t|s} sigma_s**2 / sigma_t**2,   x0_coefficient = alpha_s sigma_{t|s}**2 / sigma_t**2,
+        std = sigma_{t|s} sigma_s / sigma_t.
+
+    At `alpha_t = 0` the step forgets `z_t`: `q` is the marginal `N(alpha_s z_0, sigma_s**2 I)`.
+    """
+
+    z_coefficient: float
+    x0_coefficient: float
+    std: float
+
+    @classmethod
+    def between(cls, alpha_t: float, sigma_t: float, alpha_s: float, sigma_s: float) -> "ReverseStep":
+        """The step from VP coefficients `(alpha_t, sigma_t)` at `t` to `(alpha_s, sigma_s)` at `s`, computed in
+        float64; requires `0 <= alpha_t < alpha_s` and `sigma_s > 0`."""
+        if not (0 <= alpha_t < alpha_s and sigma_s > 0):
+            raise ValueError(
+                f"a reverse step needs 0 <= alpha_t < alpha_s and sigma_s > 0, got alpha_t={alpha_t}, "
+                f"alpha_s={alpha_s}, sigma_s={sigma_s}"
+            )
+        sigma_ts_squared = (alpha_s**2 - alpha_t**2) / alpha_s**2
+        return cls(
+            z_coefficient=alpha_t / alpha_s * sigma_s**2 / sigma_t**2,
+            x0_coefficient=alpha_s * sigma_ts_squared / sigma_t**2,
+            std=math.sqrt(sigma_ts_squared) * sigma_s / sigma_t,
+        )
