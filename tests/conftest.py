@@ -1,4 +1,7 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +10,7 @@ import torch
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 REFERENCE_DIR = SHARED_DIR / "reference"
+PLUGIN_PACKAGE = Path(__file__).resolve().parent / "fixtures" / "third_party_backbone"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,3 +29,34 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         raise FileNotFoundError(f"reference data not found at {REFERENCE_DIR}; clone the project beside shared/")
     return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory) -> Path:
+    """The fixture plugin, installed for real with pip into a private target directory (no network)."""
+    source = tmp_path_factory.mktemp("plugin_source") / "third_party_backbone"
+    shutil.copytree(PLUGIN_PACKAGE, source)  # build in a copy: setuptools writes build files next to the sources
+    target = tmp_path_factory.mktemp("plugin_site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+    )
+    return target
+
+
+@pytest.fixture
+def installed_plugin(plugin_site, monkeypatch) -> Path:
+    monkeypatch.syspath_prepend(str(plugin_site))
+    return plugin_site

@@ -31,8 +31,8 @@ BackboneFactory = Callable[..., BackboneAdapter]
 ENTRY_POINT_GROUP = "cod_diffc.backbones"
 
 BUILTIN_BACKBONES: dict[str, str] = {
+    "cod": "cod_diffc.diffc.adapters.cod:load_cod_backbone",
     "gaussian": "cod_diffc.diffc.gaussian_backbone:load_gaussian_backbone",
-    # The CoD (pixel, latent) and Stable Diffusion adapters are added to this table by the task that writes them.
 }
 
 _NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")

@@ -120,16 +120,20 @@ class CodPipeline(DiffusionPipeline):
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         return (self.vae.config.latent_channels, height // factor, width // factor)
 
-    def to_diffusion_space(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def to_diffusion_space(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, sample_posterior: bool = True
+    ) -> torch.Tensor:
         """Images `(B, 3, H, W)` in [0, 1] → diffusion-space samples (pixels in [-1, 1], or scaled VAE latents).
 
-        As in the release, the latent variant samples the VAE posterior (with `generator`).
+        As in the release, the latent variant samples the VAE posterior (with `generator`); `sample_posterior=False`
+        takes its mean instead (deterministic, what a codec wants).
         """
         pixels = 2.0 * images - 1.0
         if self.vae is None:
             return pixels
         posterior = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist
-        return posterior.sample(generator) * self.latent_scale
+        latents = posterior.sample(generator) if sample_posterior else posterior.mean
+        return latents * self.latent_scale
 
     def to_images(self, samples: torch.Tensor) -> torch.Tensor:
         """Diffusion-space samples → images `(B, 3, H, W)` in [-1, 1] (not clipped)."""
@@ -140,6 +144,10 @@ class CodPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ conditions
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """PIL image(s), `(H, W, 3)` / `(B, H, W, 3)` arrays or `(B, 3, H, W)` tensors → float `(B, 3, H, W)` in [0, 1]."""
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+            image = image.astype(np.float32) / 255.0
+        elif isinstance(image, list) and image and isinstance(image[0], np.ndarray) and image[0].dtype == np.uint8:
+            image = [array.astype(np.float32) / 255.0 for array in image]
         images = self.image_processor.preprocess(image)
         if images.shape[1] != 3:
             raise ValueError(f"expected RGB images (3 channels), got {images.shape[1]} channels")

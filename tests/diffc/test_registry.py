@@ -1,5 +1,3 @@
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,44 +18,10 @@ from cod_diffc.diffc.registry import (
 from cod_diffc.diffc.schedule import DiffCSchedule
 
 
-FIXTURE_PACKAGE = Path(__file__).resolve().parents[1] / "fixtures" / "third_party_backbone"
-
-
 @pytest.fixture
 def runtime_registry(monkeypatch):
     """Runtime registrations made by a test disappear after it."""
     monkeypatch.setattr(registry, "_runtime_backbones", {})
-
-
-@pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory) -> Path:
-    """The fixture plugin, installed for real with pip into a private target directory (no network)."""
-    source = tmp_path_factory.mktemp("plugin_source") / "third_party_backbone"
-    shutil.copytree(FIXTURE_PACKAGE, source)  # build in a copy: setuptools writes build files next to the sources
-    target = tmp_path_factory.mktemp("plugin_site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--quiet",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-    )
-    return target
-
-
-@pytest.fixture
-def installed_plugin(plugin_site, monkeypatch) -> Path:
-    monkeypatch.syspath_prepend(str(plugin_site))
-    return plugin_site
 
 
 def constant_factory(model=None, *, device="cpu", dtype=None, **options):

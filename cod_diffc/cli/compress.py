@@ -1,0 +1,106 @@
+"""`cod-diffc compress`: images → DiffC streams, one encode per image for every requested rate."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from cod_diffc.cli._common import add_runtime_arguments, atomic_write, load_image, output_paths, parse_options
+
+
+STREAM_SUFFIX = ".cdc"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compress",
+        help="compress images with DiffC on a diffusion backbone",
+        description=(
+            "Compress images with DiffC. One encode per image serves every requested rate (the stream is "
+            "progressive). Image sizes the backbone cannot take are refused with the sizes it accepts."
+        ),
+    )
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG/JPEG/WebP/... images")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output file, or directory for several")
+    parser.add_argument("--backbone", default="cod", help="backbone name (see `cod-diffc backbones`; default cod)")
+    parser.add_argument("--model", help="model directory or hub id (default: the backbone's default model)")
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--bpp", type=float, help="target bits per pixel (whole file)")
+    rate.add_argument("--bpp-list", type=float, nargs="+", metavar="BPP", help="several target rates at once")
+    rate.add_argument("--stop-step", type=int, nargs="+", metavar="N", help="cut after N DiffC steps (0: condition only)")
+    parser.add_argument("--steps", type=int, default=None, help="DiffC schedule length (default: the codec's)")
+    parser.add_argument(
+        "--chunk-bits",
+        type=int,
+        default=16,
+        help="candidates per reverse-channel chunk, as log2 (default 16; smaller is faster and costs more bits)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness, stored in the stream")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
+    parser.add_argument("--denoise-guidance-scale", type=float, default=None, help="guidance the decoder uses")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
+    add_runtime_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _rate_requests(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """The `encode` keyword and the file-name labels of the requested cuts."""
+    if args.stop_step is not None:
+        if any(step < 0 for step in args.stop_step):
+            raise ValueError("--stop-step must be >= 0")
+        return {"stop_step": args.stop_step}, [f"_step{step}" for step in args.stop_step]
+    targets = args.bpp_list if args.bpp_list is not None else ([args.bpp] if args.bpp is not None else None)
+    if targets is None:
+        return {}, ["_full"]
+    if any(not target > 0 for target in targets):
+        raise ValueError("target bpp must be > 0")
+    return {"target_bpp": targets}, [f"_bpp{target:g}" for target in targets]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from cod_diffc.cli._common import DTYPES, quiet_model_loading
+    from cod_diffc.diffc import DiffCSchedule, available_backbones, encode, load_backbone
+    from cod_diffc.diffc.channel import ChunkedPFRSimulator
+
+    if args.backbone not in available_backbones():
+        raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(available_backbones())}")
+    rate, labels = _rate_requests(args)
+    if len(labels) == 1:
+        labels = [""]
+    destinations = output_paths(args.images, labels, args.output, STREAM_SUFFIX)
+    images = {path: load_image(path) for path in args.images}  # all inputs checked before any work
+
+    quiet_model_loading()
+    adapter = load_backbone(
+        args.backbone, args.model, device=args.device, dtype=DTYPES[args.dtype], **parse_options(args.option)
+    )
+    schedule = DiffCSchedule(num_steps=args.steps) if args.steps else None
+    simulator = ChunkedPFRSimulator(max_chunk_bits=args.chunk_bits)
+    for path in tqdm(args.images, desc="images", disable=args.no_progress or len(args.images) == 1):
+        image = images[path]
+        adapter.latent_shape(*image.shape[-2:])  # a size the backbone cannot take fails here, naming the constraint
+        start = time.perf_counter()
+        result = encode(
+            image.to(torch.float32),
+            adapter,
+            schedule=schedule,
+            seed=args.seed,
+            simulator=simulator,
+            guidance_scale=args.guidance_scale,
+            denoise_guidance_scale=args.denoise_guidance_scale,
+            progress=not args.no_progress,
+            **rate,
+        )
+        seconds = time.perf_counter() - start
+        for label, point in zip(labels, result.points):
+            destination = destinations[(path, label)]
+            atomic_write(destination, point.stream)
+            print(
+                f"{path} -> {destination}: {len(point.stream)} bytes, {point.bpp:.4f} "
+                f"bpp, stop step {point.stop_step}, {seconds:.1f} s"
+            )
+    return 0

@@ -1,0 +1,66 @@
+"""`cod-diffc decompress`: DiffC streams → PNG images."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from cod_diffc.cli._common import add_runtime_arguments, output_paths, save_image
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "decompress",
+        help="decompress DiffC streams into PNG images",
+        description="Decompress DiffC streams; the backbone is read from each stream, its model from --model.",
+    )
+    parser.add_argument("streams", nargs="+", type=Path, metavar="FILE", help="DiffC streams (.cdc)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output PNG, or directory for several")
+    parser.add_argument("--model", help="the model the streams were made with (default: the backbone's default)")
+    parser.add_argument("--denoise-steps", type=int, default=25, help="probability-flow ODE steps (default 25)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
+    add_runtime_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cod_diffc.cli._common import DTYPES, parse_options, quiet_model_loading
+    from cod_diffc.diffc import StreamError, decompress, load_backbone, read_stream
+
+    if args.denoise_steps < 1:
+        raise ValueError("--denoise-steps must be >= 1")
+    destinations = output_paths(args.streams, [""], args.output, ".png")
+    streams = {}
+    for path in args.streams:  # every stream is read and its header checked before any model loads
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        data = path.read_bytes()
+        try:
+            header = read_stream(data)
+        except StreamError as error:
+            raise StreamError(f"{path}: {error}") from None
+        streams[path] = (data, header)
+
+    quiet_model_loading()
+    adapters = {}
+    for path, (data, header) in streams.items():
+        if header.backbone not in adapters:
+            adapters[header.backbone] = load_backbone(
+                header.backbone, args.model, device=args.device, dtype=DTYPES[args.dtype], **parse_options(args.option)
+            )
+        start = time.perf_counter()
+        try:
+            image = decompress(
+                data, adapters[header.backbone], num_denoise_steps=args.denoise_steps, progress=not args.no_progress
+            )
+        except StreamError as error:
+            raise StreamError(f"{path}: {error}") from None
+        destination = destinations[(path, "")]
+        save_image(destination, image)
+        height, width = image.shape[-2:]
+        print(
+            f"{path} -> {destination}: {len(data)} bytes, {8 * len(data) / (height * width):.4f} bpp, "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+    return 0

@@ -1,0 +1,133 @@
+"""DiffC on CoD: the CoD pipeline (pixel or latent) behind the [`BackboneAdapter`] interface.
+
+The CoD condition, the vector-quantised indices of the condition codec, is the stream's side information (128 bytes
+for a 512x512 image with the released codec); the decoder rebuilds the condition map from it, so a stream cut at
+step 0 is the standalone CoD codec (condition only). Guidance uses CoD's null condition inside the release's window.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..adapter import FlowMatchingAdapterMixin, fingerprint_state_dict
+from ..errors import StreamError
+
+
+EMBEDDED_MODEL_DIR = Path(__file__).resolve().parents[2] / "weights" / "cod-pixel-small"
+"""The small pixel-space CoD that ships inside the package; used when no model is given."""
+
+
+class CodBackbone(FlowMatchingAdapterMixin):
+    r"""
+    A [`~cod_diffc.CodPipeline`] as a DiffC backbone.
+
+    Args:
+        pipeline ([`~cod_diffc.CodPipeline`]): the model; its transformer's device and dtype are the adapter's.
+    """
+
+    name = "cod"
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.pipeline.set_progress_bar_config(disable=True)
+        self.default_guidance_scale = float(pipeline.config.default_guidance_scale)
+        self._condition: torch.Tensor | None = None  # (1, C, H/16, W/16)
+        self._null_condition: torch.Tensor | None = None
+        self._fingerprint: bytes | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.transformer.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pipeline.transformer.dtype
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        self.pipeline.condition_codec.code_grid_size(height, width)  # raises ValueError for sizes it cannot take
+        return self.pipeline.sample_shape(height, width)
+
+    @torch.no_grad()
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        images = image.to(device=self.device, dtype=self.dtype)
+        return self.pipeline.to_diffusion_space(images, sample_posterior=False).float()
+
+    @torch.no_grad()
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        images = self.pipeline.to_images(latent.to(self.dtype)).float()  # (1, 3, H, W) in [-1, 1]
+        return ((images + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def prepare_condition(self, image: torch.Tensor) -> bytes:
+        codec = self.pipeline.condition_codec
+        images = image.to(device=self.device, dtype=codec.dtype)
+        (side_info,) = codec.compress(images)["strings"]
+        self.load_condition(side_info, image.shape[-2], image.shape[-1])
+        return side_info
+
+    @torch.no_grad()
+    def load_condition(self, side_info: bytes, height: int, width: int) -> None:
+        codec = self.pipeline.condition_codec
+        try:
+            shape = codec.code_grid_size(height, width)
+            condition = codec.decompress([side_info], shape)["condition"]
+        except ValueError as error:
+            raise StreamError(f"the stream's CoD condition does not fit a {height}x{width} image: {error}") from None
+        self._condition = condition.to(self.dtype)
+        self._null_condition = codec.null_condition(height, width).to(self.dtype)
+
+    @torch.no_grad()
+    def predict_velocity(self, x_flow: torch.Tensor, s: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+        if self._condition is None:
+            raise RuntimeError("set the condition first: prepare_condition() (encoder) or load_condition() (decoder)")
+        sigma = s.reshape(-1)[0] if s.ndim else s
+        velocity = self.pipeline.guided_velocity(
+            x_flow.to(self.dtype), sigma, self._condition, self._null_condition, guidance_scale
+        )
+        return velocity.float()
+
+    def fingerprint(self) -> bytes:
+        if self._fingerprint is None:
+            components = {"transformer": self.pipeline.transformer, "condition_codec": self.pipeline.condition_codec}
+            if self.pipeline.vae is not None:
+                components["vae"] = self.pipeline.vae
+            weights = {f"{name}.{key}": value for name, module in components.items() for key, value in module.state_dict().items()}
+            self._fingerprint = fingerprint_state_dict(weights, {"latent_scale": self.pipeline.latent_scale})
+        return self._fingerprint
+
+
+def _check_pipeline_dir(model: str | Path) -> None:
+    """A one-line error for a local directory that is not a saved `CodPipeline`."""
+    index = Path(model) / "model_index.json"
+    if not index.is_file():
+        raise ValueError(f"{model} is not a CoD pipeline directory (no model_index.json)")
+    class_name = json.loads(index.read_text()).get("_class_name")
+    if class_name != "CodPipeline":
+        raise ValueError(f"{model} holds a {class_name} model, not a CodPipeline (use --backbone for that model kind)")
+
+
+def load_cod_backbone(
+    model: str | Path | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    allow_download: bool = False,
+) -> CodBackbone:
+    """
+    Registry factory of the `cod` backbone: a saved [`~cod_diffc.CodPipeline`] directory (from `cod-diffc train` or
+    `cod-diffc convert`), a hub id (only with `allow_download=True`, or when it is in the local cache), or the
+    embedded model when `model` is `None`.
+    """
+    from cod_diffc.pipelines.pipeline_cod import CodPipeline
+
+    if model is None:
+        if not (EMBEDDED_MODEL_DIR / "model_index.json").is_file():
+            raise ValueError("this installation has no embedded CoD model; pass --model PIPELINE_DIR")
+        model = EMBEDDED_MODEL_DIR
+    if Path(model).exists():
+        _check_pipeline_dir(model)
+    pipeline = CodPipeline.from_pretrained(str(model), local_files_only=not allow_download, dtype=dtype)
+    return CodBackbone(pipeline.to(device))

@@ -1,0 +1,508 @@
+"""`CodTrainer`: trains CoD from scratch (or from an earlier stage) on `accelerate`.
+
+The same code runs on one device and under `accelerate launch` (DDP, or FSDP with an accelerate config file):
+accelerate owns the processes, the device placement, mixed precision and the gradient all-reduce.
+
+One optimiser step takes `optim.batch_size` samples (the global batch), split into
+`gradient_accumulation_steps` micro-batches per process. Every random draw (image order, crops, noise levels,
+noise, condition dropout) is keyed by the run's seed and the sample's global position, so a run resumed from a
+checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from cod_diffc.pipelines.pipeline_cod import CodPipeline
+from cod_diffc.training.checkpointing import (
+    list_checkpoints,
+    load_checkpoint,
+    read_checkpoint_weights,
+    remove_incomplete,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from cod_diffc.training.components import CodComponents, build_components
+from cod_diffc.training.config import TrainConfig
+from cod_diffc.training.data import (
+    TrainBatchSampler,
+    TrainImageDataset,
+    find_images,
+    load_validation_images,
+    split_validation,
+)
+from cod_diffc.training.ema import ExponentialMovingAverage
+from cod_diffc.training.export import build_pipeline, export_pipeline, load_ema_weights
+from cod_diffc.training.losses import draw_training_noise
+from cod_diffc.training.model import CodTrainingModel
+from cod_diffc.training.plots import plot_training_curves, save_image_grid
+from cod_diffc.training.repa import RepaFeatureEncoder
+from cod_diffc.training.validation import validate
+
+
+logger = logging.getLogger(__name__)
+
+# Settings a resumed run may change; any other difference from the checkpoint's configuration is an error.
+RESUMABLE_CHANGES = (
+    "run.output_dir",
+    "run.max_steps",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "run.log_every",
+    "data.num_workers",
+    "model.init_from",
+    "model.init_partial",
+    "validation.every",
+    "validation.batch_size",
+)
+METRICS_FILENAME = "metrics.jsonl"
+VALIDATION_FILENAME = "validation.jsonl"
+EXPORT_DIRNAME = "pipeline"
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one mapping with dotted keys."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text("".join(json.dumps(record) + "\n" for record in records))
+    partial.replace(path)
+
+
+class CodTrainer:
+    """
+    Trains a CoD model described by a [`TrainConfig`].
+
+    Parameters:
+        config ([`TrainConfig`]): the run.
+        resume (`bool` or `str`, *optional*, defaults to `False`): `True` continues from the newest checkpoint of
+            `run.output_dir` (or starts afresh when it has none); a path continues from that checkpoint or run
+            directory. Without it, an output directory that already holds checkpoints is an error.
+
+    Examples:
+        >>> from cod_diffc.training import CodTrainer, load_train_config
+        >>> config = load_train_config("configs/train/tiny.yaml", ["data.train_dir=images", "run.max_steps=10"])
+        >>> pipeline_dir = CodTrainer(config).train()  # doctest: +SKIP
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool | str = False):
+        config.validate()
+        self.config = config
+        self.output_dir = Path(config.run.output_dir)
+        self.resume_from = self._find_resume_checkpoint(resume)
+
+        self.accelerator = Accelerator(mixed_precision=self._mixed_precision())
+        self._log_handler: logging.Handler | None = None
+        self.step = 0
+        self.skipped_images = 0
+
+        # data
+        train_paths, unreadable = find_images(config.data.train_dir)
+        train_paths, self.val_paths = split_validation(
+            train_paths, config.validation.num_images, config.run.seed, config.data.val_dir
+        )
+        self.unreadable_images = len(unreadable)
+        if unreadable:
+            logger.warning("%d unreadable image file(s) skipped", len(unreadable))
+        self.train_dataset = TrainImageDataset(
+            train_paths,
+            config.data.resolution,
+            config.run.seed,
+            max_short_side=config.data.max_short_side,
+            random_flip=config.data.random_flip,
+        )
+        per_process = config.optim.batch_size // config.optim.gradient_accumulation_steps
+        if per_process % self.accelerator.num_processes:
+            raise ValueError(
+                f"optim.batch_size ({config.optim.batch_size}) must be a multiple of gradient_accumulation_steps x "
+                f"processes ({config.optim.gradient_accumulation_steps} x {self.accelerator.num_processes})"
+            )
+        self.micro_batch_size = per_process // self.accelerator.num_processes
+
+        # model
+        torch.manual_seed(config.run.seed)
+        self.components: CodComponents = build_components(config.model)
+        self.components.check_resolution(config.data.resolution)
+        self.sample_shape = self.components.sample_shape(config.data.resolution)
+        if config.run.gradient_checkpointing:
+            self.components.transformer.enable_gradient_checkpointing()
+            self.components.condition_codec.enable_gradient_checkpointing()
+        self.repa_encoder = None
+        if config.loss.repa_encoder_path is not None:
+            self.repa_encoder = RepaFeatureEncoder(config.loss.repa_encoder_path).to(self.accelerator.device)
+        else:
+            logger.info("REPA is off (loss.repa_encoder_path is not set)")
+        training_model = CodTrainingModel(
+            self.components.transformer,
+            self.components.condition_codec,
+            config.loss,
+            repa_feature_dim=self.repa_encoder.feature_dim if self.repa_encoder is not None else None,
+        )
+        init_ema_state = self._initialise_from(training_model) if config.model.init_from else None
+        if self.components.vae is not None:
+            self.components.vae.to(self.accelerator.device)
+
+        optimizer = torch.optim.AdamW(
+            [parameter for parameter in training_model.parameters() if parameter.requires_grad],
+            lr=config.optim.lr,
+            betas=tuple(config.optim.betas),
+            eps=config.optim.eps,
+            weight_decay=config.optim.weight_decay,
+        )
+        self.model, self.optimizer = self.accelerator.prepare(training_model, optimizer)
+        self.training_model: CodTrainingModel = self.accelerator.unwrap_model(self.model)
+        denoiser = nn.ModuleDict(
+            {"transformer": self.training_model.transformer, "condition_codec": self.training_model.condition_codec}
+        )
+        self.ema = ExponentialMovingAverage(denoiser, config.run.ema_decay)
+        if init_ema_state is not None:
+            self.ema.load_state_dict(init_ema_state, strict=False)
+        self._validation_pipeline = None
+        self._validation_images = None
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def _mixed_precision(self) -> str:
+        setting = self.config.run.mixed_precision
+        if setting != "auto":
+            return setting
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+    def _find_resume_checkpoint(self, resume: bool | str) -> Path | None:
+        existing = list_checkpoints(self.output_dir)
+        if resume is False:
+            if existing:
+                raise ValueError(
+                    f"{self.output_dir} already holds checkpoints (newest: step {existing[-1][0]}); pass --resume to "
+                    "continue that run, or choose another run.output_dir"
+                )
+            return None
+        if resume is True:
+            return existing[-1][1] if existing else None
+        return resolve_checkpoint(resume)
+
+    def _setup_logging(self) -> None:
+        package_logger = logging.getLogger("cod_diffc.training")
+        if not self.accelerator.is_main_process:
+            package_logger.setLevel(logging.WARNING)
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        package_logger.setLevel(logging.INFO)
+        self._log_handler = logging.FileHandler(self.output_dir / "train.log")
+        self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package_logger.addHandler(self._log_handler)
+
+    def _initialise_from(self, training_model: CodTrainingModel) -> dict[str, torch.Tensor]:
+        """Loads model weights from `model.init_from`; returns the EMA tensors to start the average from."""
+        model_state, ema_state, path = read_checkpoint_weights(self.config.model.init_from)
+        own_state = training_model.state_dict()
+        partial = tuple(self.config.model.init_partial)
+        mismatched = sorted(set(model_state) ^ set(own_state))
+        unexplained = [name for name in mismatched if not name.startswith(partial)] if partial else mismatched
+        if unexplained:
+            raise ValueError(
+                f"model.init_from {path} does not match this model: {len(unexplained)} tensor(s) present on one side "
+                f"only, e.g. {unexplained[:4]}; list their prefixes in model.init_partial if that is intended"
+            )
+        shared = {name: value for name, value in model_state.items() if name in own_state}
+        for name, value in shared.items():
+            if value.shape != own_state[name].shape:
+                raise ValueError(
+                    f"model.init_from {path}: {name} has shape {tuple(value.shape)}, this model "
+                    f"{tuple(own_state[name].shape)}"
+                )
+        training_model.load_state_dict(shared, strict=False)
+        logger.info("initialised %d tensors from %s (%d left fresh)", len(shared), path, len(own_state) - len(shared))
+        return {name: value for name, value in ema_state.items() if name in own_state}
+
+    # ------------------------------------------------------------------------------------------------ loop
+    def _learning_rate(self, step: int) -> float:
+        warmup = self.config.optim.warmup_steps
+        return self.config.optim.lr * min(1.0, (step + 1) / warmup) if warmup else self.config.optim.lr
+
+    def data_iterator(self) -> Iterator[dict[str, torch.Tensor]]:
+        """The endless micro-batch stream of this process, starting after the steps already done."""
+        sampler = TrainBatchSampler(
+            len(self.train_dataset),
+            self.micro_batch_size,
+            self.config.run.seed,
+            process_index=self.accelerator.process_index,
+            num_processes=self.accelerator.num_processes,
+            start_micro_batch=self.step * self.config.optim.gradient_accumulation_steps,
+        )
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=sampler,
+            num_workers=self.config.data.num_workers,
+            pin_memory=self.accelerator.device.type == "cuda",
+            persistent_workers=self.config.data.num_workers > 0,
+        )
+        return iter(loader)
+
+    @torch.no_grad()
+    def _to_diffusion_space(self, images: torch.Tensor, posterior_noise: torch.Tensor | None) -> torch.Tensor:
+        """Images in [0, 1] → pixels in [-1, 1], or VAE posterior samples (with the given noise) x sf²."""
+        pixels = 2.0 * images - 1.0
+        vae = self.components.vae
+        if vae is None:
+            return pixels
+        posterior = vae.encode(pixels.to(vae.dtype)).latent_dist
+        latents = posterior.mean + posterior.std * posterior_noise.to(posterior.mean.dtype)
+        return latents.float() * self.components.latent_scale
+
+    def _micro_step(self, batch: dict[str, torch.Tensor], sync: bool) -> dict[str, torch.Tensor]:
+        device = self.accelerator.device
+        images = batch["image"].to(device, non_blocking=True).float() / 255.0  # (b, 3, R, R)
+        noise = draw_training_noise(
+            batch["position"].tolist(),
+            self.config.run.seed,
+            self.sample_shape,
+            self.config.loss.condition_dropout,
+            latent=self.components.vae is not None,
+            device=device,
+        )
+        samples = self._to_diffusion_space(images, noise.posterior_noise)
+        repa_targets = None
+        if self.repa_encoder is not None:
+            grid = self.components.condition_codec.condition_grid_size(*images.shape[-2:])
+            repa_targets = self.repa_encoder(images, grid)
+        accumulation = self.config.optim.gradient_accumulation_steps
+        with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model):
+            terms = self.model(images, samples, noise.noise, noise.sigmas, noise.null_mask, repa_targets)
+            self.accelerator.backward(terms["loss"] / accumulation)
+        return {name: value.detach() / accumulation for name, value in terms.items()}
+
+    def train_step(self, data: Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """One optimiser step (all micro-batches); returns the losses averaged over the global batch."""
+        lr = self._learning_rate(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        accumulation = self.config.optim.gradient_accumulation_steps
+        totals: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.accelerator.device))
+        skipped = 0
+        for micro in range(accumulation):
+            batch = next(data)
+            skipped += int(batch["skipped"].sum())
+            for name, value in self._micro_step(batch, sync=micro == accumulation - 1).items():
+                totals[name] += value
+        grad_norm = None
+        if self.config.optim.max_grad_norm is not None:
+            grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.optim.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update()
+        self.step += 1
+
+        names = sorted(totals)
+        local = torch.stack([totals[name].float() for name in names] + [totals["loss"].new_tensor(float(skipped))])
+        reduced = self.accelerator.reduce(local, reduction="mean").tolist()
+        self.skipped_images += round(reduced[-1] * self.accelerator.num_processes)
+        record = {"step": self.step, "lr": lr}
+        record.update({("loss" if name == "loss" else f"loss/{name}"): value for name, value in zip(names, reduced)})
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+        return record
+
+    def train(self) -> Path:
+        """Runs (or resumes) the training to `run.max_steps`, then exports the EMA pipeline.
+
+        Returns:
+            The exported pipeline directory, `run.output_dir/pipeline`.
+        """
+        self._setup_logging()
+        try:
+            return self._train()
+        finally:
+            if self._log_handler is not None:
+                logging.getLogger("cod_diffc.training").removeHandler(self._log_handler)
+                self._log_handler.close()
+
+    def _train(self) -> Path:
+        config = self.config
+        if self.accelerator.is_main_process:
+            remove_incomplete(self.output_dir)
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        self.accelerator.wait_for_everyone()
+        if self.resume_from is not None:
+            self._resume(self.resume_from)
+        logger.info(
+            "training %s for %d steps: global batch %d (%d per process x %d processes x %d accumulation), %d "
+            "training images, %d validation images, %d unreadable files skipped",
+            config.model.named_config,
+            config.run.max_steps,
+            config.optim.batch_size,
+            self.micro_batch_size,
+            self.accelerator.num_processes,
+            config.optim.gradient_accumulation_steps,
+            len(self.train_dataset),
+            len(self.val_paths),
+            self.unreadable_images,
+        )
+
+        data = self.data_iterator()
+        metrics_path = self.output_dir / METRICS_FILENAME
+        progress = tqdm(
+            total=config.run.max_steps,
+            initial=self.step,
+            desc="cod-diffc train",
+            disable=not self.accelerator.is_main_process,
+            dynamic_ncols=True,
+        )
+        # Throughput counts the training steps only, not validation and checkpoints.
+        interval_seconds, interval_steps = 0.0, 0
+        while self.step < config.run.max_steps:
+            step_start = time.perf_counter()
+            record = self.train_step(data)
+            step_seconds = time.perf_counter() - step_start
+            interval_seconds, interval_steps = interval_seconds + step_seconds, interval_steps + 1
+            images_per_second = config.optim.batch_size / step_seconds
+            progress.update(1)
+            progress.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{images_per_second:.1f}")
+            if not math.isfinite(record["loss"]):
+                raise FloatingPointError(f"the loss is {record['loss']} at step {self.step}")
+            last_step = self.step == config.run.max_steps
+
+            if self.step % config.run.log_every == 0 or last_step:
+                record["images_per_second"] = interval_steps * config.optim.batch_size / interval_seconds
+                record["skipped_images"] = self.skipped_images
+                if self.accelerator.is_main_process:
+                    with metrics_path.open("a") as file:
+                        file.write(json.dumps(record) + "\n")
+                    logger.info(
+                        "step %d: %s", self.step, ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "step")
+                    )
+                interval_seconds, interval_steps = 0.0, 0
+            if (config.validation.every and self.step % config.validation.every == 0) or last_step:
+                self.run_validation()
+            if self.step % config.run.checkpoint_every == 0 or last_step:
+                self.save()
+        progress.close()
+        return self.export()
+
+    # ------------------------------------------------------------------------------------------------ state
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "samples_seen": self.step * self.config.optim.batch_size,
+            "skipped_images": self.skipped_images,
+            "config": self.config.to_dict(),
+        }
+
+    def save(self) -> Path:
+        """Saves an atomic checkpoint of the current step."""
+        path = save_checkpoint(
+            self.accelerator,
+            self.output_dir,
+            self.step,
+            self.ema,
+            self._trainer_state(),
+            keep=self.config.run.keep_checkpoints,
+        )
+        logger.info("saved checkpoint %s", path)
+        return path
+
+    def _resume(self, path: Path) -> None:
+        state = json.loads((path / "trainer_state.json").read_text())
+        saved, current = _flatten(state["config"]), _flatten(self.config.to_dict())
+        changed = sorted(
+            key
+            for key in set(saved) | set(current)
+            if saved.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES)
+        )
+        if changed:
+            raise ValueError(
+                f"cannot resume from {path}: the configuration differs in {', '.join(changed)} (only "
+                f"{', '.join(RESUMABLE_CHANGES)} may change when resuming)"
+            )
+        state = load_checkpoint(self.accelerator, path, self.ema)
+        self.step = int(state["step"])
+        self.skipped_images = int(state["skipped_images"])
+        if self.accelerator.is_main_process:
+            for filename in (METRICS_FILENAME, VALIDATION_FILENAME):
+                records = _read_jsonl(self.output_dir / filename)
+                _write_jsonl(self.output_dir / filename, [r for r in records if r["step"] <= self.step])
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    def _pipeline_with_ema(self, ema_state: dict[str, torch.Tensor]) -> CodPipeline:
+        if self._validation_pipeline is None:
+            self._validation_pipeline = build_pipeline(
+                self.training_model.transformer,
+                self.training_model.condition_codec,
+                self.components.vae,
+                self.components.guidance_scale,
+            )
+        load_ema_weights(self._validation_pipeline, ema_state)
+        return self._validation_pipeline
+
+    def run_validation(self) -> dict[str, float] | None:
+        """Reconstructs the validation subset with the EMA weights (main process); logs PSNR, plots and a grid."""
+        metrics = None
+        ema_state = self.ema.state_dict()  # gathers sharded tensors: every process takes part
+        if self.accelerator.is_main_process:
+            config = self.config
+            if self._validation_images is None:
+                self._validation_images = load_validation_images(
+                    self.val_paths, config.data.resolution, config.data.max_short_side
+                )
+            pipeline = self._pipeline_with_ema(ema_state)
+            with self.accelerator.autocast():
+                metrics, rows = validate(
+                    pipeline,
+                    self._validation_images,
+                    config.validation.num_inference_steps,
+                    config.validation.seed,
+                    config.validation.batch_size,
+                )
+            record = {"step": self.step, **metrics}
+            with (self.output_dir / VALIDATION_FILENAME).open("a") as file:
+                file.write(json.dumps(record) + "\n")
+            samples_dir = self.output_dir / "samples"
+            samples_dir.mkdir(exist_ok=True)
+            save_image_grid([row[: min(8, row.shape[0])] for row in rows], samples_dir / f"step_{self.step:08d}.png")
+            plot_training_curves(
+                _read_jsonl(self.output_dir / METRICS_FILENAME),
+                _read_jsonl(self.output_dir / VALIDATION_FILENAME),
+                self.output_dir / "loss.png",
+            )
+            summary = ", ".join(f"{name} {value:.2f} dB" for name, value in metrics.items())
+            logger.info("validation at step %d: %s", self.step, summary)
+        self.accelerator.wait_for_everyone()
+        return metrics
+
+    def export(self) -> Path:
+        """Writes the EMA model as a `CodPipeline` folder (`run.output_dir/pipeline`) and returns its path."""
+        path = self.output_dir / EXPORT_DIRNAME
+        ema_state = self.ema.state_dict()
+        if self.accelerator.is_main_process:
+            export_pipeline(self._pipeline_with_ema(ema_state), path)
+            logger.info("exported the EMA pipeline to %s", path)
+        self.accelerator.wait_for_everyone()
+        return path

@@ -1,0 +1,149 @@
+"""`cod-diffc compress` / `decompress` end to end on a tiny CoD pipeline, and every bad input the issue lists."""
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from cod_diffc import CodPipeline
+from cod_diffc.cli import main
+from cod_diffc.cli._common import load_image
+from cod_diffc.diffc import denoise, encode, load_backbone
+from cod_diffc.diffc.channel import ChunkedPFRSimulator
+from cod_diffc.diffc.schedule import DiffCSchedule
+
+
+FAST = ["--steps", "6", "--chunk-bits", "8", "--no-progress"]
+
+
+def save_tiny_cod(path, seed):
+    torch.manual_seed(seed)
+    pipe = CodPipeline.from_named_config("cod-pixel-tiny")
+    with torch.no_grad():  # fresh CoD heads output zero; give the tiny model a non-trivial output
+        for parameter in pipe.transformer.parameters():
+            if parameter.abs().sum() == 0:
+                parameter.normal_(0, 0.02)
+    pipe.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    save_tiny_cod(root / "model", seed=0)
+    save_tiny_cod(root / "other_model", seed=1)
+    rng = np.random.default_rng(0)
+    PIL.Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(root / "photo.png")
+    return root
+
+
+def test_compress_then_decompress_gives_the_encoders_reconstruction(workspace, capsys):
+    stream_path, png_path = workspace / "photo.cdc", workspace / "photo_decoded.png"
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--stop-step", "3",
+                 "-o", str(stream_path), *FAST]) == 0
+    summary = capsys.readouterr().out
+    size = stream_path.stat().st_size
+    assert f"{size} bytes, {8 * size / (64 * 96):.4f} bpp, stop step 3" in summary
+    assert main(["decompress", str(stream_path), "--model", str(workspace / "model"), "--denoise-steps", "3",
+                 "-o", str(png_path), "--no-progress"]) == 0
+
+    # The encoder's own reconstruction, through the Python API.
+    adapter = load_backbone("cod", str(workspace / "model"))
+    result = encode(load_image(workspace / "photo.png"), adapter, stop_step=3, schedule=DiffCSchedule(num_steps=6),
+                    simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
+    assert result.points[0].stream == stream_path.read_bytes()
+    latent = denoise(result.points[0].latent, result.points[0].t, adapter, adapter.default_guidance_scale, 3,
+                     progress=False)
+    expected = (adapter.decode_latent(latent)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(np.asarray(PIL.Image.open(png_path)), expected)
+
+
+def test_one_encode_gives_several_rates_into_a_directory(workspace, capsys):
+    out = workspace / "rates"
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"),
+                 "--stop-step", "0", "2", "4", "-o", str(out), *FAST]) == 0
+    sizes = [(out / f"photo_step{n}.cdc").stat().st_size for n in (0, 2, 4)]
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert main(["decompress", *(str(out / f"photo_step{n}.cdc") for n in (0, 2, 4)), "--model",
+                 str(workspace / "model"), "--denoise-steps", "2", "-o", str(out), "--no-progress"]) == 0
+    assert all((out / f"photo_step{n}.png").is_file() for n in (0, 2, 4))
+
+
+def test_target_bpp_picks_a_stream_that_fits(workspace):
+    out = workspace / "bpp.cdc"
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--bpp", "0.5",
+                 "-o", str(out), *FAST]) == 0
+    assert 8 * out.stat().st_size / (64 * 96) <= 0.5
+
+
+def run_failing(argv, capsys):
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "Traceback" not in error
+    return error
+
+
+def test_bad_inputs_give_one_line_errors_and_no_output(workspace, capsys, tmp_path):
+    model = ["--model", str(workspace / "model")]
+    out = tmp_path / "out.cdc"
+    (tmp_path / "text.png").write_text("not an image")
+    PIL.Image.new("RGB", (48, 48)).save(tmp_path / "odd_size.png")
+    wrong_kind = tmp_path / "sd_model"
+    wrong_kind.mkdir()
+    (wrong_kind / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    cases = {
+        "no such file": ["compress", str(tmp_path / "missing.png"), *model, "-o", str(out)],
+        "not an image": ["compress", str(tmp_path / "text.png"), *model, "-o", str(out)],
+        "multiple": ["compress", str(tmp_path / "odd_size.png"), *model, "-o", str(out), *FAST],
+        "unknown backbone": ["compress", str(workspace / "photo.png"), "--backbone", "nope", "-o", str(out)],
+        "not a CodPipeline": ["compress", str(workspace / "photo.png"), "--model", str(wrong_kind), "-o", str(out)],
+        "bpp": ["compress", str(workspace / "photo.png"), *model, "--bpp", "0.001", "-o", str(out), *FAST],
+    }
+    for expected, argv in cases.items():
+        assert expected in run_failing(argv, capsys)
+        assert not out.exists()
+        assert not list(tmp_path.glob(".out.cdc.*"))  # no temporary file left behind
+
+
+def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):
+    gray = np.arange(64 * 96, dtype=np.uint32).reshape(64, 96) % 256
+    PIL.Image.fromarray(gray.astype(np.uint8), "L").save(tmp_path / "gray.png")
+    PIL.Image.fromarray((gray * 257).astype(np.uint16)).save(tmp_path / "deep.png")
+    rgba = np.zeros((64, 96, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 0  # fully transparent red: white after compositing
+    PIL.Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    assert torch.equal(load_image(tmp_path / "gray.png"), load_image(tmp_path / "deep.png"))
+    assert load_image(tmp_path / "gray.png").shape == (1, 3, 64, 96)
+    with pytest.warns(UserWarning, match="alpha"):
+        assert load_image(tmp_path / "alpha.png").min() == 1.0
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path):
+    PIL.Image.new("L", (4097, 4097)).save(tmp_path / "huge.png")
+    with pytest.raises(ValueError, match="larger than"):
+        load_image(tmp_path / "huge.png")
+
+
+def test_streams_of_another_model_or_corrupt_streams_are_refused(workspace, capsys, tmp_path):
+    stream = tmp_path / "photo.cdc"
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--stop-step", "2",
+                 "-o", str(stream), *FAST]) == 0
+    capsys.readouterr()
+    out = tmp_path / "decoded.png"
+    error = run_failing(["decompress", str(stream), "--model", str(workspace / "other_model"), "-o", str(out)], capsys)
+    assert "fingerprint" in error or "model" in error
+    corrupt = tmp_path / "corrupt.cdc"
+    data = bytearray(stream.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    assert "corrupt.cdc" in run_failing(["decompress", str(corrupt), "--model", str(workspace / "model"),
+                                         "-o", str(out)], capsys)
+    assert not out.exists()
+
+
+def test_backbones_lists_builtins_and_installed_plugins(installed_plugin, capsys):
+    assert main(["backbones"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"cod", "gaussian", "toy-flow"} <= set(names)

@@ -1,0 +1,146 @@
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from safetensors.torch import load_file
+from training_helpers import write_images
+
+from cod_diffc import CodPipeline
+from cod_diffc.pipelines.named_configs import get_named_config
+from cod_diffc.training import CodTrainer
+from cod_diffc.training.checkpointing import list_checkpoints
+from cod_diffc.training.losses import draw_training_noise
+
+
+def checkpoint_tensors(run_dir, step, filename="model.safetensors"):
+    return load_file(str(run_dir / "checkpoints" / f"checkpoint-{step:08d}" / filename))
+
+
+def objective_on_a_fixed_batch(trainer: CodTrainer) -> float:
+    """The training loss of the current weights on fixed images and noise (no dropout)."""
+    images = torch.stack([trainer.train_dataset[(i, 10_000 + i)]["image"] for i in range(4)]).float() / 255.0
+    noise = draw_training_noise(range(4), 123, trainer.sample_shape, 0.0, latent=False, device=torch.device("cpu"))
+    with torch.no_grad():
+        terms = trainer.training_model(images, 2 * images - 1, noise.noise, noise.sigmas, noise.null_mask)
+    return float(terms["loss"])
+
+
+def test_a_few_steps_lower_the_loss(make_config):
+    trainer = CodTrainer(make_config("run.max_steps=30", "optim.lr=3e-3", "run.checkpoint_every=30"))
+    before = objective_on_a_fixed_batch(trainer)
+    trainer.train()
+    after = objective_on_a_fixed_batch(trainer)
+    assert after < 0.8 * before
+
+
+def test_resuming_gives_the_parameters_of_an_uninterrupted_run(make_config, tmp_path):
+    common = ("optim.gradient_accumulation_steps=2", "run.checkpoint_every=3", "run.max_steps=7")
+    CodTrainer(make_config(*common, output="straight")).train()
+    CodTrainer(make_config(*common, "run.max_steps=4", output="interrupted")).train()  # stops after step 4
+    resumed = CodTrainer(make_config(*common, output="interrupted"), resume=True)
+    resumed.train()
+
+    for filename in ("model.safetensors", "ema.safetensors"):
+        expected = checkpoint_tensors(tmp_path / "straight", 7, filename)
+        actual = checkpoint_tensors(tmp_path / "interrupted", 7, filename)
+        assert expected.keys() == actual.keys()
+        assert all(torch.equal(expected[name], actual[name]) for name in expected)
+    steps = [json.loads(line)["step"] for line in (resumed.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # the log has no step twice after resuming
+
+
+def test_outputs_checkpoints_logs_plots_and_a_loadable_pipeline(make_config):
+    config = make_config(
+        "run.max_steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=1", "validation.every=2", "run.log_every=2"
+    )
+    trainer = CodTrainer(config)
+    pipeline_dir = trainer.train()
+    run_dir = trainer.output_dir
+
+    assert [step for step, _ in list_checkpoints(run_dir)] == [4]
+    assert not any(path.name.startswith(".") for path in (run_dir / "checkpoints").iterdir())
+    assert "step 4" in (run_dir / "train.log").read_text()
+    validation = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in validation] == [2, 4]
+    assert {"psnr_1step", "psnr_4step"} <= validation[-1].keys()
+    assert (run_dir / "loss.png").stat().st_size > 0
+    assert (run_dir / "samples" / "step_00000004.png").is_file()
+
+    pipeline = CodPipeline.from_pretrained(pipeline_dir)
+    ema = checkpoint_tensors(run_dir, 4, "ema.safetensors")
+    exported = pipeline.transformer.state_dict()
+    assert all(torch.equal(exported[name], ema[f"transformer.{name}"]) for name in exported)
+    image = PIL.Image.new("RGB", (32, 32), (200, 120, 40))
+    output = pipeline(image, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+    assert output.images.shape == (1, 32, 32, 3)
+
+
+def test_an_output_dir_with_checkpoints_needs_resume_and_an_unchanged_recipe(make_config):
+    CodTrainer(make_config("run.max_steps=1")).train()
+    with pytest.raises(ValueError, match="--resume"):
+        CodTrainer(make_config("run.max_steps=2"))
+    with pytest.raises(ValueError, match="optim.lr"):
+        CodTrainer(make_config("run.max_steps=2", "optim.lr=1e-4"), resume=True).train()
+
+
+def test_latent_model_with_repa_one_step_loss_and_gradient_checkpointing(make_config, tmp_path):
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    vae_dir, dino_dir = tmp_path / "vae", tmp_path / "dino"
+    AutoencoderKL(**get_named_config("cod-latent-tiny").vae).save_pretrained(vae_dir)
+    Dinov2Model(
+        Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, patch_size=2)
+    ).save_pretrained(dino_dir)
+    config = make_config(
+        "model.named_config=cod-latent-tiny",
+        f"model.vae_path={vae_dir}",
+        f"loss.repa_encoder_path={dino_dir}",
+        "loss.repa_block_index=2",
+        "loss.one_step=1.0",
+        "run.gradient_checkpointing=true",
+        "run.max_steps=2",
+        "run.log_every=1",
+    )
+    trainer = CodTrainer(config)
+    pipeline_dir = trainer.train()
+    record = json.loads((trainer.output_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    for term in ("flow", "vq", "codec_reconstruction", "one_step", "repa_block", "repa_condition"):
+        assert np.isfinite(record[f"loss/{term}"])
+    weights = checkpoint_tensors(trainer.output_dir, 2)
+    assert any(name.startswith("repa_block_projector.") for name in weights)
+    assert weights["reconstruction_head.layers.4.weight"].shape[0] == 4 * 2 * 2  # Cin * p^2 of the latent model
+    pipeline = CodPipeline.from_pretrained(pipeline_dir)
+    assert pipeline.vae is not None
+    assert not any(name.startswith("repa") for name in pipeline.transformer.state_dict())
+
+
+def test_a_stage_starts_from_the_previous_one_with_explicit_new_tensors(make_config, tmp_path):
+    stage1 = make_config("run.max_steps=1", "model.condition_codec.up2x=false", output="stage1")
+    CodTrainer(stage1).train()
+    stage2 = ("model.condition_codec.up2x=true", f"model.init_from={stage1.run.output_dir}", "run.max_steps=1")
+    with pytest.raises(ValueError, match="output_upsampler"):
+        CodTrainer(make_config(*stage2, output="stage2"))
+    trainer = CodTrainer(
+        make_config(*stage2, "model.init_partial=[condition_codec.decoder.output_upsampler.]", output="stage2")
+    )
+    loaded = checkpoint_tensors(tmp_path / "stage1", 1)
+    state = trainer.training_model.state_dict()
+    assert torch.equal(state["transformer.token_embed.weight"], loaded["transformer.token_embed.weight"])
+    ema = load_file(str(tmp_path / "stage1" / "checkpoints" / "checkpoint-00000001" / "ema.safetensors"))
+    assert torch.equal(trainer.ema.state_dict()["transformer.proj_out.weight"], ema["transformer.proj_out.weight"])
+
+
+def test_unreadable_images_are_skipped_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "images"
+    write_images(folder, 4)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    from training_helpers import tiny_config
+
+    with caplog.at_level("WARNING"):
+        trainer = CodTrainer(tiny_config(folder, tmp_path / "run", "run.max_steps=1"))
+    assert trainer.unreadable_images == 1
+    assert "corrupt.png" in caplog.text
