@@ -117,9 +117,11 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         raise
 
 
-def save_image(path: str | Path, image: torch.Tensor) -> None:
-    """Saves a `(1, 3, H, W)` image in [0, 1] as PNG (rounded to 8 bits), atomically."""
-    array = (image[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+def save_image(path: str | Path, image: torch.Tensor | np.ndarray) -> None:
+    """Saves a `(1, 3, H, W)` image in [0, 1] (rounded to 8 bits) or an `(H, W, 3)` uint8 array as PNG, atomically."""
+    from cod_diffc.evaluation.metrics import to_uint8
+
+    array = image if isinstance(image, np.ndarray) else to_uint8(image)
     buffer = io.BytesIO()
     PIL.Image.fromarray(array).save(buffer, format="PNG")
     atomic_write(path, buffer.getvalue())

@@ -122,13 +122,19 @@ def check_against_model(state_dict: Mapping[str, torch.Tensor], model: torch.nn.
 
 
 def load_official_weights(
-    checkpoint: Mapping[str, object], models: Mapping[str, torch.nn.Module], prefix: str = EMA_PREFIX
+    checkpoint: Mapping[str, object],
+    models: Mapping[str, torch.nn.Module],
+    prefix: str = EMA_PREFIX,
+    assign: bool = False,
 ) -> None:
-    """Loads the EMA denoiser of a released checkpoint into `{"condition_codec": ..., "transformer": ...}`, strictly."""
+    """Loads the EMA denoiser of a released checkpoint into `{"condition_codec": ..., "transformer": ...}`, strictly.
+
+    `assign=True` takes the checkpoint's tensors as the parameters (for models built on the meta device).
+    """
     converted = convert_state_dict(extract_ema_denoiser(checkpoint, prefix))
     for component, model in models.items():
         check_against_model(converted[component], model, component)
-        model.load_state_dict(converted[component], strict=True)
+        model.load_state_dict(converted[component], strict=True, assign=assign)
 
 
 def official_init_args_to_kwargs(

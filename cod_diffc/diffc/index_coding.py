@@ -21,7 +21,9 @@ of the CDFs and the final 8-byte rANS state.
 """
 
 import functools
+import importlib
 import math
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -108,6 +110,13 @@ def ideal_code_length_bits(codes: Sequence["StepCode"], simulator: "ChannelSimul
 _MIN_RANS_SYMBOLS = 4
 
 
+def _compressai_module(name: str):
+    """Imports a CompressAI module on first use (it pulls torchvision), without its torch.jit deprecation noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        return importlib.import_module(name)
+
+
 class _CdfTables:
     """The quantised CDFs of one coding call, in CompressAI's `(cdfs, cdf_sizes, offsets)` form.
 
@@ -133,7 +142,7 @@ class _CdfTables:
 
 @functools.lru_cache(maxsize=4096)
 def _quantized_cdf(model: tuple) -> tuple[int, ...]:
-    from compressai._CXX import pmf_to_quantized_cdf
+    pmf_to_quantized_cdf = _compressai_module("compressai._CXX").pmf_to_quantized_cdf
 
     kind = model[0]
     if kind == "kl":
@@ -171,7 +180,7 @@ def encode_step_codes(codes: Sequence["StepCode"], simulator: "ChannelSimulator"
     Returns:
         `bytes`: the rANS stream (empty for no steps).
     """
-    from compressai.ans import BufferedRansEncoder
+    BufferedRansEncoder = _compressai_module("compressai.ans").BufferedRansEncoder
 
     if len(codes) == 0:
         return b""
@@ -221,7 +230,7 @@ def decode_step_codes(data: bytes, num_steps: int, simulator: "ChannelSimulator"
     Returns:
         `list[StepCode]`: the decoded steps.
     """
-    from compressai.ans import RansDecoder
+    RansDecoder = _compressai_module("compressai.ans").RansDecoder
 
     from .channel import StepCode
 

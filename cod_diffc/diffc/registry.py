@@ -33,6 +33,7 @@ ENTRY_POINT_GROUP = "cod_diffc.backbones"
 BUILTIN_BACKBONES: dict[str, str] = {
     "cod": "cod_diffc.diffc.adapters.cod:load_cod_backbone",
     "gaussian": "cod_diffc.diffc.gaussian_backbone:load_gaussian_backbone",
+    "sd": "cod_diffc.diffc.adapters.stable_diffusion:load_stable_diffusion_backbone",
 }
 
 _NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
