@@ -8,6 +8,12 @@ import pytest
 import torch
 
 
+# One thread per test process (and per subprocess a test starts): on a 2-core machine, 2-thread kernels in
+# several processes oversubscribe the cores and make tiny-model tests tens of times slower. Tests that compare thread
+# counts set them explicitly.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 REFERENCE_DIR = SHARED_DIR / "reference"
 PLUGIN_PACKAGE = Path(__file__).resolve().parent / "fixtures" / "third_party_backbone"

@@ -27,6 +27,32 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_coder_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--coder` and `--chunk-bits`: the reverse channel coder and its operating point."""
+    parser.add_argument(
+        "--coder",
+        choices=("pooled", "plain"),
+        default="pooled",
+        help="reverse channel coder: shared candidate pool scored by matrix products (fast), or fresh candidates",
+    )
+    parser.add_argument(
+        "--chunk-bits",
+        type=int,
+        default=15,
+        help="log2 of the candidates per chunk (default 15: about 13 bits of KL per chunk); smaller is faster and "
+        "costs more bits",
+    )
+
+
+def build_simulator(coder: str, chunk_bits: int):
+    """The channel simulator the `--coder` / `--chunk-bits` options name."""
+    from cod_diffc.diffc.channel import ChunkedPFRSimulator
+    from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
+
+    simulator_class = PooledPFRSimulator if coder == "pooled" else ChunkedPFRSimulator
+    return simulator_class(max_chunk_bits=chunk_bits)
+
+
 def quiet_model_loading() -> None:
     """Keeps model loading off stderr: no diffusers loading bars or advisory warnings in the CLI's output."""
     from diffusers.utils import logging as diffusers_logging

@@ -6,7 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-from cod_diffc.cli._common import add_runtime_arguments, atomic_write, load_image, output_paths, parse_options
+from cod_diffc.cli._common import (
+    add_coder_arguments,
+    add_runtime_arguments,
+    atomic_write,
+    load_image,
+    output_paths,
+    parse_options,
+)
 
 
 STREAM_SUFFIX = ".cdc"
@@ -30,12 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument("--bpp-list", type=float, nargs="+", metavar="BPP", help="several target rates at once")
     rate.add_argument("--stop-step", type=int, nargs="+", metavar="N", help="cut after N DiffC steps (0: condition only)")
     parser.add_argument("--steps", type=int, default=None, help="DiffC schedule length (default: the codec's)")
-    parser.add_argument(
-        "--chunk-bits",
-        type=int,
-        default=16,
-        help="candidates per reverse-channel chunk, as log2 (default 16; smaller is faster and costs more bits)",
-    )
+    add_coder_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness, stored in the stream")
     parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
     parser.add_argument("--denoise-guidance-scale", type=float, default=None, help="guidance the decoder uses")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cod_diffc.cli._common import DTYPES, quiet_model_loading
     from cod_diffc.diffc import DiffCSchedule, available_backbones, encode, load_backbone
-    from cod_diffc.diffc.channel import ChunkedPFRSimulator
+    from cod_diffc.cli._common import build_simulator
 
     if args.backbone not in available_backbones():
         raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(available_backbones())}")
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         args.backbone, args.model, device=args.device, dtype=DTYPES[args.dtype], **parse_options(args.option)
     )
     schedule = DiffCSchedule(num_steps=args.steps) if args.steps else None
-    simulator = ChunkedPFRSimulator(max_chunk_bits=args.chunk_bits)
+    simulator = build_simulator(args.coder, args.chunk_bits)
     for path in tqdm(args.images, desc="images", disable=args.no_progress or len(args.images) == 1):
         image = images[path]
         adapter.latent_shape(*image.shape[-2:])  # a size the backbone cannot take fails here, naming the constraint

@@ -7,7 +7,7 @@ import importlib.resources
 import time
 from pathlib import Path
 
-from cod_diffc.cli._common import add_runtime_arguments
+from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments
 
 
 DEFAULT_RATES = (0.02, 0.05, 0.1)
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="CoD pipeline directory (default: the embedded model)")
     parser.add_argument("--size", type=int, default=256, help="centre crop side in pixels (default 256)")
     parser.add_argument("--bpp", type=float, nargs="+", default=list(DEFAULT_RATES), help="target rates")
-    parser.add_argument("--chunk-bits", type=int, default=10, help="log2 candidates per reverse-channel chunk")
+    add_coder_arguments(parser)
     parser.add_argument("--denoise-steps", type=int, default=25, help="probability-flow ODE steps when decoding")
     add_runtime_arguments(parser)
     parser.set_defaults(func=run)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from cod_diffc.cli._common import DTYPES, atomic_write, load_image, quiet_model_loading, save_image
     from cod_diffc.diffc import decompress, encode, load_backbone
     from cod_diffc.diffc.adapters.cod import EMBEDDED_MODEL_DIR
-    from cod_diffc.diffc.channel import ChunkedPFRSimulator
+    from cod_diffc.cli._common import build_simulator
     from cod_diffc.evaluation.metrics import psnr, to_uint8
 
     sample = args.image or Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         image,
         adapter,
         target_bpp=sorted(args.bpp),
-        simulator=ChunkedPFRSimulator(max_chunk_bits=args.chunk_bits),
+        simulator=build_simulator(args.coder, args.chunk_bits),
         progress=not args.no_progress,
     )
     encode_seconds = time.perf_counter() - start

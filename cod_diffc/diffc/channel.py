@@ -18,6 +18,10 @@ plus the sample z it stands for; the decoder regenerates z from the code and the
 
 Every random number is a pure function of the step key (see [`~diffc.randomness.CounterGenerator`]), so encoding
 is reproducible (same inputs, same code) and the decoder regenerates only the chosen candidates, on any device.
+
+[`ChunkedChannelSimulator`] holds what every chunked coder shares (the `kl_code` grid, the layouts, the coordinate
+permutation, the encode/decode frame); [`~diffc.channel_pooled.PooledPFRSimulator`] is the fast variant that
+scores every chunk of a step against one shared Gaussian pool.
 """
 
 import bisect
@@ -149,8 +153,8 @@ class _ChunkGroup:
     first_coordinate: int  # position in the coordinate permutation
 
 
-class ChunkedPFRSimulator(ChannelSimulator):
-    r"""Chunked Poisson functional representation (ordered random coding), DiffC's plain channel simulator.
+class ChunkedChannelSimulator(ChannelSimulator):
+    r"""Base of the chunked channel simulators: the `kl_code` grid, the chunk layouts and the encode/decode frame.
 
     **Layout.** The encoder rounds the step's KL up onto a geometric grid, `kl_code = c` standing for
     `KL_c = 2**(c / kl_codes_per_octave) - 1` bits (stored in 1/256-bit units, so layouts use integer arithmetic
@@ -161,34 +165,22 @@ class ChunkedPFRSimulator(ChannelSimulator):
     permutation drawn from the key, `d // n` or `d // n + 1` each. The encoder lowers `kl_code` until `n <= d`
     (every chunk needs a coordinate); a step clamped this way (KL above `d * (max_chunk_bits - padding_bits)`
     bits) is sent with the largest candidate sets and a logged warning: its sample is biased toward the prior.
+    A step with KL = 0 sends no index; its sample is a draw from the prior.
 
-    **Rate bound.** Let `D_c` be the true KL of chunk c (`sum D_c = KL`) and `a = KL_c / n + log2(e) / e + 1`.
-    The chosen index is never larger than the index the untruncated PFR would choose from the same randomness, and
-    the truncated Zipf normaliser is below `zeta(lambda) <= 1 + a`, so with Li & El Gamal's
-    `E[log2(i + 1)] <= D_c + log2(e) / e + 1` the ideal code length of the indices of a step satisfies, when
-    `KL <= KL_c` (always, unless clamped),
-
-        E[index bits] <= sum_c (1 + 1 / a) (D_c + 1.53) + n log2(1 + a) <= KL + n (log2(KL_c / n + 1) + 4),
-
-    plus the `kl_code` symbol (`-log2 P(kl_code | previous)`, ~1.6 bits for an unchanged code). Whatever the
-    randomness, an index costs at most `lambda * max_chunk_bits + log2(1 + a)` bits.
+    Subclasses choose how the candidates of a chunk are made: `_choose_indices` (the encoder's selection) and
+    `_chosen_candidates` (the sample a code stands for, the decoder's path).
 
     Parameters:
         max_chunk_bits (`int`, *optional*, defaults to 16):
             log2 of the largest candidate set of a chunk (the reference coder's `max_chunk_size`).
         padding_bits (`int`, *optional*, defaults to 2):
             Candidate bits per chunk above its nominal KL (the reference's `chunk_padding`); more padding means less
-            truncation bias and proportionally more encoding work.
+            truncation bias and more encoding work.
         kl_codes_per_octave (`int`, *optional*, defaults to 8):
             Resolution of the `kl_code` grid (8: codes ~9 % apart).
         max_kl_bits (`float`, *optional*, defaults to `2**24`):
             Largest KL per step a code can stand for; it bounds the layouts a decoder will accept.
-        tile_size (`int`, *optional*):
-            Candidate coordinates generated per batch while encoding; only speed depends on it (default `2**16`
-            on CPU, where cache-sized batches are fastest, `2**24` elsewhere).
     """
-
-    method = "chunked_pfr"
 
     def __init__(
         self,
@@ -196,7 +188,6 @@ class ChunkedPFRSimulator(ChannelSimulator):
         padding_bits: int = 2,
         kl_codes_per_octave: int = 8,
         max_kl_bits: float = 2.0**24,
-        tile_size: int | None = None,
     ):
         if not 1 <= max_chunk_bits <= 24:
             raise ValueError(f"max_chunk_bits must be in [1, 24], got {max_chunk_bits}")
@@ -206,13 +197,10 @@ class ChunkedPFRSimulator(ChannelSimulator):
             raise ValueError(f"kl_codes_per_octave must be >= 1, got {kl_codes_per_octave}")
         if not 1.0 <= max_kl_bits <= 2.0**32:
             raise ValueError(f"max_kl_bits must be in [1, 2**32], got {max_kl_bits}")
-        if tile_size is not None and tile_size < 1:
-            raise ValueError(f"tile_size must be >= 1, got {tile_size}")
         self.max_chunk_bits = max_chunk_bits
         self.padding_bits = padding_bits
         self.kl_codes_per_octave = kl_codes_per_octave
         self.max_kl_bits = max_kl_bits
-        self.tile_size = tile_size
         self.max_kl_code = math.ceil(kl_codes_per_octave * math.log2(1.0 + max_kl_bits))
         # KL of every code in 1/256-bit units, rounded up: strictly increasing, code 0 -> 0.
         self._kl_units = [
@@ -268,32 +256,12 @@ class ChunkedPFRSimulator(ChannelSimulator):
         kl_bits = math.fsum(mu64.square().cpu().tolist()) / (2.0 * math.log(2.0))
         kl_code = self.kl_code_for(kl_bits, dim)
         layout = self.layout(kl_code)
-        candidates = CounterGenerator(derive_key(key, "candidates"), mu.device)
-        arrivals = CounterGenerator(derive_key(key, "arrival-times"), mu.device)
         permutation = self._permutation(key, dim, mu.device)
-        tile_size = self._tile_size(mu.device)
-
-        indices = torch.empty(layout.num_chunks, dtype=torch.int64, device=mu.device)
-        for group in self._chunk_groups(layout, dim):
-            num_candidates = 2**group.candidate_bits
-            chunks_per_batch = max(1, tile_size // (num_candidates * group.chunk_dim))
-            candidates_per_block = min(num_candidates, max(2, tile_size // group.chunk_dim))
-            for chunk_ids, coordinates in self._batches(group, permutation, chunks_per_batch):
-                mu_batch = mu64[coordinates]  # (G, d_c)
-                # Ordered arrival times T_1 < T_2 < ...: cumulative sums of Exp(1), private to the encoder.
-                uniforms = arrivals.uniform(chunk_ids, torch.zeros_like(chunk_ids), num_candidates)  # (G, K)
-                log_arrivals = torch.log(torch.cumsum(-torch.log(uniforms), dim=1))
-                scores = torch.empty_like(log_arrivals)  # (G, K): <z_k, mu_c>
-                for start in range(0, num_candidates, candidates_per_block):
-                    rows = torch.arange(start, min(start + candidates_per_block, num_candidates), device=mu.device)
-                    block = candidates.normal(
-                        chunk_ids.repeat_interleave(rows.numel()), rows.repeat(chunk_ids.numel()), group.chunk_dim
-                    ).view(chunk_ids.numel(), rows.numel(), group.chunk_dim)  # (G, B, d_c)
-                    # An elementwise product summed over the last dim (>= 2 rows): reduced in a fixed order.
-                    scores[:, start : start + rows.numel()] = (block.to(torch.float64) * mu_batch[:, None]).sum(-1)
-                # PFR: argmin_k T_k / (q/p)(z_k), and log (q/p)(z) = <z, mu> - |mu|^2 / 2.
-                indices[chunk_ids] = torch.argmin(log_arrivals - scores, dim=1)
-        code = StepCode(kl_code=kl_code, indices=tuple(indices.tolist()))
+        if layout.num_chunks == 0:
+            code = StepCode(kl_code=kl_code, indices=())
+        else:
+            indices = self._choose_indices(mu64, layout, key, permutation)
+            code = StepCode(kl_code=kl_code, indices=tuple(indices.tolist()))
         return code, self._sample(code, layout, dim, key, mu.device, permutation)
 
     def decode(self, code: StepCode, dim: int, key: bytes, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -308,6 +276,19 @@ class ChunkedPFRSimulator(ChannelSimulator):
         device = torch.device(device)
         return self._sample(code, layout, dim, key, device, self._permutation(key, dim, device))
 
+    @abstractmethod
+    def _choose_indices(
+        self, mu: torch.Tensor, layout: ChunkLayout, key: bytes, permutation: torch.Tensor
+    ) -> torch.Tensor:
+        r"""The encoder's choice: `(num_chunks,)` int64 candidate indices for `mu` (`(dim,)` float64), `layout`
+        with at least one chunk, and the coordinate `permutation` (`(dim,)`, chunk `c` owns a contiguous run)."""
+
+    @abstractmethod
+    def _chosen_candidates(
+        self, code: StepCode, layout: ChunkLayout, dim: int, key: bytes, permutation: torch.Tensor
+    ) -> torch.Tensor:
+        r"""The sample `code` stands for, `(dim,)` float32 on `permutation.device` (`layout` has chunks)."""
+
     def _sample(
         self,
         code: StepCode,
@@ -317,29 +298,15 @@ class ChunkedPFRSimulator(ChannelSimulator):
         device: torch.device,
         permutation: torch.Tensor,
     ) -> torch.Tensor:
-        """Gathers the chosen candidates of all chunks into z, `(dim,)` float32 (the decoder's path)."""
+        """The sample of `code`, `(dim,)` float32: the chosen candidates, or a prior draw when nothing is sent."""
         if layout.num_chunks == 0:
             prior = CounterGenerator(derive_key(key, "prior-sample"), device)
             zeros = torch.zeros(1, dtype=torch.int64)
             return prior.normal(zeros, zeros, dim)[0]
-        candidates = CounterGenerator(derive_key(key, "candidates"), device)
-        indices = torch.tensor(code.indices, dtype=torch.int64, device=device)
-        sample = torch.empty(dim, dtype=torch.float32, device=device)
-        tile_size = self._tile_size(device)
-        for group in self._chunk_groups(layout, dim):
-            chunks_per_batch = max(1, tile_size // group.chunk_dim)
-            for chunk_ids, coordinates in self._batches(group, permutation, chunks_per_batch):
-                chosen = candidates.normal(chunk_ids, indices[chunk_ids], group.chunk_dim)  # (G, d_c)
-                sample[coordinates.reshape(-1)] = chosen.reshape(-1)
-        return sample
+        return self._chosen_candidates(code, layout, dim, key, permutation)
 
     def _permutation(self, key: bytes, dim: int, device: torch.device) -> torch.Tensor:
         return CounterGenerator(derive_key(key, "chunk-permutation"), device).permutation(dim)
-
-    def _tile_size(self, device: torch.device) -> int:
-        if self.tile_size is not None:
-            return self.tile_size
-        return 2**16 if device.type == "cpu" else 2**24
 
     @staticmethod
     def _chunk_groups(layout: ChunkLayout, dim: int) -> list[_ChunkGroup]:
@@ -370,3 +337,101 @@ class ChunkedPFRSimulator(ChannelSimulator):
             chunk_ids = torch.arange(count, device=permutation.device) + group.first_chunk + offset
             start = group.first_coordinate + offset * group.chunk_dim
             yield chunk_ids, permutation[start : start + count * group.chunk_dim].view(count, group.chunk_dim)
+
+
+class ChunkedPFRSimulator(ChunkedChannelSimulator):
+    r"""Chunked Poisson functional representation (ordered random coding), DiffC's plain channel simulator.
+
+    Every chunk draws its own `K_c * d_c` fresh candidate coordinates from the key (candidate `k` of chunk `c` is
+    `CounterGenerator(key, "candidates")` row `(c, k)`), so the encoding work is `~2**max_chunk_bits * dim`
+    normals per step. Chunk layout and `kl_code` grid: [`ChunkedChannelSimulator`].
+
+    **Rate bound.** Let `D_c` be the true KL of chunk c (`sum D_c = KL`) and `a = KL_c / n + log2(e) / e + 1`.
+    The chosen index is never larger than the index the untruncated PFR would choose from the same randomness, and
+    the truncated Zipf normaliser is below `zeta(lambda) <= 1 + a`, so with Li & El Gamal's
+    `E[log2(i + 1)] <= D_c + log2(e) / e + 1` the ideal code length of the indices of a step satisfies, when
+    `KL <= KL_c` (always, unless clamped),
+
+        E[index bits] <= sum_c (1 + 1 / a) (D_c + 1.53) + n log2(1 + a) <= KL + n (log2(KL_c / n + 1) + 4),
+
+    plus the `kl_code` symbol (`-log2 P(kl_code | previous)`, ~1.6 bits for an unchanged code). Whatever the
+    randomness, an index costs at most `lambda * max_chunk_bits + log2(1 + a)` bits.
+
+    Parameters:
+        max_chunk_bits (`int`, *optional*, defaults to 16):
+            log2 of the largest candidate set of a chunk (the reference coder's `max_chunk_size`).
+        padding_bits (`int`, *optional*, defaults to 2):
+            Candidate bits per chunk above its nominal KL (the reference's `chunk_padding`); more padding means less
+            truncation bias and proportionally more encoding work.
+        kl_codes_per_octave (`int`, *optional*, defaults to 8):
+            Resolution of the `kl_code` grid (8: codes ~9 % apart).
+        max_kl_bits (`float`, *optional*, defaults to `2**24`):
+            Largest KL per step a code can stand for; it bounds the layouts a decoder will accept.
+        tile_size (`int`, *optional*):
+            Candidate coordinates generated per batch while encoding; only speed depends on it (default `2**16`
+            on CPU, where cache-sized batches are fastest, `2**24` elsewhere).
+    """
+
+    method = "chunked_pfr"
+
+    def __init__(
+        self,
+        max_chunk_bits: int = 16,
+        padding_bits: int = 2,
+        kl_codes_per_octave: int = 8,
+        max_kl_bits: float = 2.0**24,
+        tile_size: int | None = None,
+    ):
+        super().__init__(max_chunk_bits, padding_bits, kl_codes_per_octave, max_kl_bits)
+        if tile_size is not None and tile_size < 1:
+            raise ValueError(f"tile_size must be >= 1, got {tile_size}")
+        self.tile_size = tile_size
+
+    def _choose_indices(
+        self, mu: torch.Tensor, layout: ChunkLayout, key: bytes, permutation: torch.Tensor
+    ) -> torch.Tensor:
+        device = mu.device
+        candidates = CounterGenerator(derive_key(key, "candidates"), device)
+        arrivals = CounterGenerator(derive_key(key, "arrival-times"), device)
+        tile_size = self._tile_size(device)
+        indices = torch.empty(layout.num_chunks, dtype=torch.int64, device=device)
+        for group in self._chunk_groups(layout, mu.numel()):
+            num_candidates = 2**group.candidate_bits
+            chunks_per_batch = max(1, tile_size // (num_candidates * group.chunk_dim))
+            candidates_per_block = min(num_candidates, max(2, tile_size // group.chunk_dim))
+            for chunk_ids, coordinates in self._batches(group, permutation, chunks_per_batch):
+                mu_batch = mu[coordinates]  # (G, d_c)
+                # Ordered arrival times T_1 < T_2 < ...: cumulative sums of Exp(1), private to the encoder.
+                uniforms = arrivals.uniform(chunk_ids, torch.zeros_like(chunk_ids), num_candidates)  # (G, K)
+                log_arrivals = torch.log(torch.cumsum(-torch.log(uniforms), dim=1))
+                scores = torch.empty_like(log_arrivals)  # (G, K): <z_k, mu_c>
+                for start in range(0, num_candidates, candidates_per_block):
+                    rows = torch.arange(start, min(start + candidates_per_block, num_candidates), device=device)
+                    block = candidates.normal(
+                        chunk_ids.repeat_interleave(rows.numel()), rows.repeat(chunk_ids.numel()), group.chunk_dim
+                    ).view(chunk_ids.numel(), rows.numel(), group.chunk_dim)  # (G, B, d_c)
+                    # An elementwise product summed over the last dim (>= 2 rows): reduced in a fixed order.
+                    scores[:, start : start + rows.numel()] = (block.to(torch.float64) * mu_batch[:, None]).sum(-1)
+                # PFR: argmin_k T_k / (q/p)(z_k), and log (q/p)(z) = <z, mu> - |mu|^2 / 2.
+                indices[chunk_ids] = torch.argmin(log_arrivals - scores, dim=1)
+        return indices
+
+    def _chosen_candidates(
+        self, code: StepCode, layout: ChunkLayout, dim: int, key: bytes, permutation: torch.Tensor
+    ) -> torch.Tensor:
+        device = permutation.device
+        candidates = CounterGenerator(derive_key(key, "candidates"), device)
+        indices = torch.tensor(code.indices, dtype=torch.int64, device=device)
+        sample = torch.empty(dim, dtype=torch.float32, device=device)
+        tile_size = self._tile_size(device)
+        for group in self._chunk_groups(layout, dim):
+            chunks_per_batch = max(1, tile_size // group.chunk_dim)
+            for chunk_ids, coordinates in self._batches(group, permutation, chunks_per_batch):
+                chosen = candidates.normal(chunk_ids, indices[chunk_ids], group.chunk_dim)  # (G, d_c)
+                sample[coordinates.reshape(-1)] = chosen.reshape(-1)
+        return sample
+
+    def _tile_size(self, device: torch.device) -> int:
+        if self.tile_size is not None:
+            return self.tile_size
+        return 2**16 if device.type == "cpu" else 2**24

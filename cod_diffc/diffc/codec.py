@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .adapter import BackboneAdapter
 from .bitstream import DiffCStream, read_stream, write_stream
 from .channel import ChannelSimulator, ChunkedPFRSimulator, StepCode
+from .channel_pooled import PooledPFRSimulator
 from .errors import StreamError
 from .randomness import CounterGenerator, derive_key
 from .schedule import DiffCSchedule, ReverseStep, to_float16
@@ -40,6 +41,7 @@ DEFAULT_MAX_LATENT_ELEMENTS = 2**26
 
 _MAX_FLOAT16 = 65504.0
 _CHUNKED_PFR_ID = 0
+_POOLED_PFR_ID = 1
 _MAX_KL_CODES_PER_OCTAVE = 64
 
 
@@ -114,18 +116,29 @@ class DecodeResult:
     stream: DiffCStream
 
 
+def default_simulator() -> ChannelSimulator:
+    """The reverse channel coder `encode` uses unless told otherwise: the pooled coder with chunks of up to 13 bits
+    of KL (K <= 2**15 candidates). In `results/rcc.json` it matches the reference's operating point (14-bit chunks,
+    K = 2**16) in rate and fidelity at half the time; see docs/rcc.md."""
+    return PooledPFRSimulator(max_chunk_bits=15)
+
+
 def channel_config(simulator: ChannelSimulator) -> bytes:
     r"""
     The bytes a stream stores to rebuild `simulator` (its method and every setting the decoder depends on).
 
     [`ChunkedPFRSimulator`] is 5 bytes: method id 0, `max_chunk_bits`, `padding_bits`, `kl_codes_per_octave`,
-    `log2(max_kl_bits)`.
+    `log2(max_kl_bits)`. [`~diffc.channel_pooled.PooledPFRSimulator`] is 7 bytes: method id 1, the same four
+    settings, `pool_width` (2 bytes, big-endian).
 
     Raises:
         `ValueError`: For a simulator (or setting) the format cannot store.
     """
-    if type(simulator) is not ChunkedPFRSimulator:
-        raise ValueError(f"the DiffC format cannot store a {type(simulator).__name__}; use ChunkedPFRSimulator")
+    if type(simulator) not in (ChunkedPFRSimulator, PooledPFRSimulator):
+        raise ValueError(
+            f"the DiffC format cannot store a {type(simulator).__name__}; "
+            "use ChunkedPFRSimulator or PooledPFRSimulator"
+        )
     max_kl_exponent = math.log2(simulator.max_kl_bits)
     if not (max_kl_exponent.is_integer() and simulator.kl_codes_per_octave <= _MAX_KL_CODES_PER_OCTAVE):
         raise ValueError(
@@ -133,6 +146,8 @@ def channel_config(simulator: ChannelSimulator) -> bytes:
             f"{_MAX_KL_CODES_PER_OCTAVE}, got {simulator!r}"
         )
     settings = (simulator.max_chunk_bits, simulator.padding_bits, simulator.kl_codes_per_octave, int(max_kl_exponent))
+    if type(simulator) is PooledPFRSimulator:
+        return bytes([_POOLED_PFR_ID, *settings]) + simulator.pool_width.to_bytes(2, "big")
     return bytes([_CHUNKED_PFR_ID, *settings])
 
 
@@ -142,14 +157,20 @@ def channel_from_config(config: bytes) -> ChannelSimulator:
     Raises:
         [`~diffc.errors.StreamError`]: For a configuration this version cannot rebuild.
     """
-    if len(config) != 5 or config[0] != _CHUNKED_PFR_ID:
+    if len(config) == 5 and config[0] == _CHUNKED_PFR_ID:
+        simulator_class, extra_settings = ChunkedPFRSimulator, {}
+    elif len(config) == 7 and config[0] == _POOLED_PFR_ID:
+        simulator_class, extra_settings = PooledPFRSimulator, {"pool_width": int.from_bytes(config[5:7], "big")}
+    else:
         raise StreamError(f"unknown channel simulator configuration {config.hex()}")
-    max_chunk_bits, padding_bits, kl_codes_per_octave, max_kl_exponent = config[1:]
+    max_chunk_bits, padding_bits, kl_codes_per_octave, max_kl_exponent = config[1:5]
     # Bounded before construction: the simulator builds tables sized by these settings.
     if not (kl_codes_per_octave <= _MAX_KL_CODES_PER_OCTAVE and max_kl_exponent <= 32):
         raise StreamError(f"channel simulator configuration {config.hex()} is out of range")
     try:
-        return ChunkedPFRSimulator(max_chunk_bits, padding_bits, kl_codes_per_octave, 2.0**max_kl_exponent)
+        return simulator_class(
+            max_chunk_bits, padding_bits, kl_codes_per_octave, 2.0**max_kl_exponent, **extra_settings
+        )
     except ValueError as error:
         raise StreamError(f"invalid channel simulator configuration {config.hex()}: {error}") from None
 
@@ -237,7 +258,7 @@ def encode(
         denoise_guidance_scale (`float`, *optional*):
             Guidance the decoder denoises with, stored in the stream; defaults to `guidance_scale`.
         simulator ([`ChannelSimulator`], *optional*):
-            The reverse channel coder; defaults to `ChunkedPFRSimulator()`. Its configuration goes into the stream
+            The reverse channel coder; defaults to [`default_simulator`]. Its configuration goes into the stream
             ([`channel_config`]).
         progress (`bool`, defaults to `True`): Show a progress bar.
 
@@ -252,7 +273,7 @@ def encode(
     if stop_step is not None and target_bpp is not None:
         raise ValueError("give stop_step or target_bpp, not both")
     schedule = DiffCSchedule() if schedule is None else schedule
-    simulator = ChunkedPFRSimulator() if simulator is None else simulator
+    simulator = default_simulator() if simulator is None else simulator
     height, width = _check_image(image)
     latent_shape = adapter.latent_shape(height, width)
     guidance_scale = _check_guidance(

@@ -15,7 +15,7 @@ from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.schedule import DiffCSchedule
 
 
-FAST = ["--steps", "6", "--chunk-bits", "8", "--no-progress"]
+FAST = ["--steps", "6", "--coder", "plain", "--chunk-bits", "8", "--no-progress"]
 
 
 def save_tiny_cod(path, seed):

@@ -6,6 +6,7 @@ import torch
 
 from cod_diffc.diffc.bitstream import StreamMode, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
+from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
 from cod_diffc.diffc.codec import (
     channel_config,
     channel_from_config,
@@ -213,9 +214,16 @@ class TestStreamChecks:
             decode(encoded.points[4].stream, adapter, max_latent_elements=100, progress=False)
 
     def test_channel_configuration_round_trips(self):
-        simulator = ChunkedPFRSimulator(max_chunk_bits=12, padding_bits=3, kl_codes_per_octave=4)
-        rebuilt = channel_from_config(channel_config(simulator))
-        assert repr(rebuilt) == repr(simulator)
+        for simulator in (
+            ChunkedPFRSimulator(max_chunk_bits=12, padding_bits=3, kl_codes_per_octave=4),
+            PooledPFRSimulator(max_chunk_bits=18, padding_bits=8, pool_width=300),
+        ):
+            rebuilt = channel_from_config(channel_config(simulator))
+            assert type(rebuilt) is type(simulator) and repr(rebuilt) == repr(simulator)
+        with pytest.raises(StreamError, match="invalid channel"):
+            channel_from_config(b"\x01\x10\x02\x08\x18\x00\x00")  # pool_width 0
+        with pytest.raises(StreamError, match="unknown channel"):
+            channel_from_config(b"\x01\x10\x02\x08\x18")  # pooled without its pool_width
         with pytest.raises(StreamError, match="unknown channel"):
             channel_from_config(b"\x09\x10\x02\x08\x18")
         with pytest.raises(StreamError, match="invalid channel"):
