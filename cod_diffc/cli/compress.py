@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from cod_diffc.cli._common import DTYPES, quiet_model_loading
+    from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
     from cod_diffc.diffc import DiffCSchedule, available_backbones, encode, load_backbone
-    from cod_diffc.cli._common import build_simulator
 
     if args.backbone not in available_backbones():
         raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(available_backbones())}")

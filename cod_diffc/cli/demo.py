@@ -61,10 +61,16 @@ def _untrained_backbone(device: str, dtype):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from cod_diffc.cli._common import DTYPES, atomic_write, load_image, quiet_model_loading, save_image
+    from cod_diffc.cli._common import (
+        DTYPES,
+        atomic_write,
+        build_simulator,
+        load_image,
+        quiet_model_loading,
+        save_image,
+    )
     from cod_diffc.diffc import decompress, encode, load_backbone
     from cod_diffc.diffc.adapters.cod import EMBEDDED_MODEL_DIR
-    from cod_diffc.cli._common import build_simulator
     from cod_diffc.evaluation.metrics import psnr, to_uint8
 
     sample = args.image or Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))

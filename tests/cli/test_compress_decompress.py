@@ -7,26 +7,16 @@ import PIL.Image
 import pytest
 import torch
 
-from cod_diffc import CodPipeline
 from cod_diffc.cli import main
 from cod_diffc.cli._common import load_image
 from cod_diffc.diffc import denoise, encode, load_backbone
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.schedule import DiffCSchedule
 
+from tiny_models import SD_IMAGE_SIZE, save_tiny_cod, save_tiny_sd_pipeline
+
 
 FAST = ["--steps", "6", "--coder", "plain", "--chunk-bits", "8", "--no-progress"]
-
-
-def save_tiny_cod(path, seed):
-    torch.manual_seed(seed)
-    pipe = CodPipeline.from_named_config("cod-pixel-tiny")
-    with torch.no_grad():  # fresh CoD heads output zero; give the tiny model a non-trivial output
-        for parameter in pipe.transformer.parameters():
-            if parameter.abs().sum() == 0:
-                parameter.normal_(0, 0.02)
-    pipe.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +137,32 @@ def test_backbones_lists_builtins_and_installed_plugins(installed_plugin, capsys
     assert main(["backbones"]) == 0
     names = capsys.readouterr().out.split()
     assert {"cod", "gaussian", "toy-flow"} <= set(names)
+
+
+def test_stable_diffusion_backbone_end_to_end(tmp_path, capsys):
+    model = save_tiny_sd_pipeline(tmp_path / "sd", "epsilon")
+    rng = np.random.default_rng(1)
+    PIL.Image.fromarray(rng.integers(0, 256, (SD_IMAGE_SIZE, SD_IMAGE_SIZE, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    stream, png = tmp_path / "a.cdc", tmp_path / "a_decoded.png"
+    assert main(["compress", str(tmp_path / "a.png"), "--backbone", "sd", "--model", str(model), "--stop-step", "4",
+                 "--option", "prompt=a cat", "-o", str(stream), *FAST]) == 0
+    assert f"{stream.stat().st_size} bytes" in capsys.readouterr().out
+    assert main(["decompress", str(stream), "--model", str(model), "--denoise-steps", "2", "-o", str(png),
+                 "--no-progress"]) == 0
+
+    adapter = load_backbone("sd", str(model), prompt="a cat")
+    result = encode(load_image(tmp_path / "a.png"), adapter, stop_step=4, schedule=DiffCSchedule(num_steps=6),
+                    simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
+    assert result.points[0].stream == stream.read_bytes()
+    latent = denoise(result.points[0].latent, result.points[0].t, adapter, adapter.default_guidance_scale, 2,
+                     progress=False)
+    expected = (adapter.decode_latent(latent)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(np.asarray(PIL.Image.open(png)), expected)
+
+
+def test_python_dash_m_runs_the_same_command():
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-m", "cod_diffc", "--help"], capture_output=True, text=True)
+    assert completed.returncode == 0 and "compress" in completed.stdout

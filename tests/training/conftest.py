@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import tiny_config, write_images
 
 from cod_diffc.training.config import TrainConfig
+
+from training_helpers import tiny_config, write_images
 
 
 @pytest.fixture(autouse=True)

@@ -10,10 +10,11 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_helpers import TINY_CONFIG
 
 from cod_diffc.training import CodTrainer
 from cod_diffc.training.checkpointing import list_checkpoints
+
+from training_helpers import TINY_CONFIG
 
 
 def subprocess_env() -> dict[str, str]:

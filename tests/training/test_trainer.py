@@ -6,13 +6,14 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import load_file
-from training_helpers import write_images
 
 from cod_diffc import CodPipeline
 from cod_diffc.pipelines.named_configs import get_named_config
 from cod_diffc.training import CodTrainer
 from cod_diffc.training.checkpointing import list_checkpoints
 from cod_diffc.training.losses import draw_training_noise
+
+from training_helpers import write_images
 
 
 def checkpoint_tensors(run_dir, step, filename="model.safetensors"):
