@@ -38,6 +38,16 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cod_official_dir() -> Path:
+    """The official-CoD reference folder: `$COD_DIFFC_REFERENCE_DIR` (relative to the working directory if relative),
+    by default `../shared/reference/cod_official` beside the checkout. Any folder made the same way will do."""
+    folder = Path(os.environ.get("COD_DIFFC_REFERENCE_DIR", REFERENCE_DIR / "cod_official"))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"official-CoD reference folder not found at {folder} (set COD_DIFFC_REFERENCE_DIR)")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory) -> Path:
     """The fixture plugin, installed for real with pip into a private target directory (no network)."""
     source = tmp_path_factory.mktemp("plugin_source") / "third_party_backbone"

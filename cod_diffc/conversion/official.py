@@ -98,13 +98,27 @@ def convert_state_dict(official: Mapping[str, torch.Tensor]) -> dict[str, dict[s
     return converted
 
 
-def check_against_model(state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module, component: str) -> None:
-    """Raises [`CheckpointConversionError`] unless `state_dict` fills exactly `model`'s parameters, shape for shape."""
+def check_against_model(
+    state_dict: Mapping[str, torch.Tensor],
+    model: torch.nn.Module,
+    component: str,
+    checkpoint_keys: Mapping[str, str] | None = None,
+) -> None:
+    """Raises [`CheckpointConversionError`] unless `state_dict` fills exactly `model`'s parameters, shape for shape.
+
+    `checkpoint_keys` maps our keys to the checkpoint's names, so that a tensor the model cannot take is reported
+    under both names.
+    """
+    checkpoint_keys = checkpoint_keys or {}
+
+    def named(key: str) -> str:
+        return f"{key} (checkpoint key {checkpoint_keys[key]})" if key in checkpoint_keys else key
+
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
+    unexpected = sorted(named(k) for k in set(state_dict) - set(expected))
     mis_shaped = sorted(
-        f"{k} {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}"
+        f"{named(k)} {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}"
         for k in set(expected) & set(state_dict)
         if tuple(state_dict[k].shape) != tuple(expected[k].shape)
     )
@@ -131,9 +145,14 @@ def load_official_weights(
 
     `assign=True` takes the checkpoint's tensors as the parameters (for models built on the meta device).
     """
-    converted = convert_state_dict(extract_ema_denoiser(checkpoint, prefix))
+    official = extract_ema_denoiser(checkpoint, prefix)
+    converted = convert_state_dict(official)
+    checkpoint_keys: dict[str, dict[str, str]] = {name: {} for name in COMPONENTS}
+    for official_key in official:
+        component, key = map_key(official_key)  # every key maps: `convert_state_dict` checked it
+        checkpoint_keys[component][key] = prefix + official_key
     for component, model in models.items():
-        check_against_model(converted[component], model, component)
+        check_against_model(converted[component], model, component, checkpoint_keys[component])
         model.load_state_dict(converted[component], strict=True, assign=assign)
 
 

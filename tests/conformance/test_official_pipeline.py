@@ -1,129 +1,112 @@
-"""End-to-end conformance with the official CoD: converter + codec + transformer + sampler + pipeline.
+"""End to end: the pipeline `cod-diffc convert` made from each tiny checkpoint reproduces the official sampler runs.
 
-Reference vectors: `shared/reference/cod_official/` (see its README). Our time convention is sigma = 1 - t and our
-velocity is minus the official one; the sampler outputs are the same numbers.
+Every run stored in the io file (`sample_<sampler>_n<steps>_<dtype>`) is repeated from the stored initial noise, with
+the condition decoded from the stored `.cod` payload and the folder's guidance scale. Our time convention is
+sigma = 1 - t and our velocity is minus the official one; the samples are the same numbers (latent variants: in latent
+space, before the VAE).
 """
 
-import json
+import re
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
-from cod_diffc import CodConditionCodec, CodFlowMatchScheduler, CodPipeline, CodTransformer2DModel
-from cod_diffc.conversion.official import (
-    CheckpointConversionError,
-    load_official_weights,
-    official_init_args_to_kwargs,
-)
+from cod_diffc import CodFlowMatchScheduler, CodPipeline
+
+from conformance_helpers import ATOL, SAMPLE_ATOL, SOLVER_ORDER, stored_samples
 
 
-VARIANTS = {"pixel": 3.0, "latent": 1.25, "latent_64bits": 3.0}
+pytestmark = pytest.mark.conformance
 
 
-def build_official_tiny(reference_dir, variant):
-    folder = reference_dir / "cod_official"
-    with safe_open(folder / f"tiny_{variant}_state_dict.safetensors", "pt") as handle:
-        metadata = handle.metadata()
-    kwargs = official_init_args_to_kwargs(
-        json.loads(metadata["tiny_init_args"]),
-        {name: int(metadata[name]) for name in ("GN_GROUPS", "ENC_CH", "CB_DIM")},
+def pipeline_with_sampler(pipe: CodPipeline, sampler: str) -> CodPipeline:
+    """The converted pipeline's components with its scheduler switched to the official `sampler`'s order."""
+    scheduler = CodFlowMatchScheduler.from_config(pipe.scheduler.config, solver_order=SOLVER_ORDER[sampler])
+    sampling = CodPipeline(
+        transformer=pipe.transformer,
+        condition_codec=pipe.condition_codec,
+        scheduler=scheduler,
+        vae=pipe.vae,
+        default_guidance_scale=pipe.config.default_guidance_scale,
     )
-    codec = CodConditionCodec(**kwargs["condition_codec"])
-    transformer = CodTransformer2DModel(**kwargs["transformer"])
-    checkpoint = load_file(folder / f"tiny_{variant}_state_dict.safetensors")
-    load_official_weights(checkpoint, {"condition_codec": codec, "transformer": transformer})
-    return codec, transformer, load_file(folder / f"tiny_{variant}_io.safetensors")
+    sampling.set_progress_bar_config(disable=True)
+    return sampling
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def official(request, reference_dir):
-    codec, transformer, io = build_official_tiny(reference_dir, request.param)
-    return request.param, codec.eval(), transformer.eval(), io
+def conditions(pipe: CodPipeline, reference_io: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The condition decoded from the stored `.cod` file and the null condition, `(1, C, H/16, W/16)` each."""
+    height, width, payload = pipe.parse_cod_file(bytes(reference_io["cod_file_uint8"].tolist()))
+    shape = pipe.condition_codec.code_grid_size(height, width)
+    condition = pipe.condition_codec.decompress([payload], shape)["condition"]
+    return condition, pipe.condition_codec.null_condition(height, width)
 
 
-def run_sampler(codec, transformer, io, num_steps, guidance, dtype=torch.float32, solver_order=2):
-    height, width = io["image_uint8"].shape[-2:]
-    suffix = "f64" if dtype == torch.float64 else "f32"
-    codec, transformer = codec.to(dtype), transformer.to(dtype)
-    scheduler = CodFlowMatchScheduler(solver_order=solver_order)
-    vae = None
-    if transformer.config.in_channels != 3:
-        from diffusers import AutoencoderKL
-
-        from cod_diffc.pipelines.named_configs import get_named_config
-
-        vae = AutoencoderKL(**get_named_config("cod-latent-tiny").vae)  # not used by sample()
-    pipe = CodPipeline(transformer=transformer, condition_codec=codec, scheduler=scheduler, vae=vae)
-    pipe.set_progress_bar_config(disable=True)
-    condition = io[f"cond_map_{suffix}"]
-    null_condition = codec.null_condition(height, width)
-    torch.testing.assert_close(null_condition, io[f"null_map_{suffix}"], atol=5e-5 if suffix == "f32" else 1e-9, rtol=0)
-    return pipe.sample(io[f"xT_{suffix}"], condition, null_condition, num_steps, guidance)
+def run(pipe: CodPipeline, reference_io, sampler: str, num_steps: int, dtype_name: str, guidance: float):
+    condition, null_condition = conditions(pipe, reference_io)
+    sampling = pipeline_with_sampler(pipe, sampler)
+    return sampling.sample(reference_io[f"xT_{dtype_name}"], condition, null_condition, num_steps, guidance)
 
 
-@pytest.mark.parametrize("num_steps", [1, 3, 25])
-def test_adams_bashforth_samples_match_the_release(official, num_steps):
-    variant, codec, transformer, io = official
-    sample = run_sampler(codec, transformer, io, num_steps, VARIANTS[variant])
-    torch.testing.assert_close(sample, io[f"sample_adam2_n{num_steps}_f32"], atol=2e-4, rtol=0)
+def test_stored_sampler_runs_are_reproduced(converted_pipelines, reference_io, tiny_config, subtests):
+    runs = stored_samples(reference_io)
+    assert runs, "no sample_<sampler>_n<steps>_<dtype> tensors in the io file"
+    for name, sampler, num_steps, dtype_name in runs:
+        with subtests.test(msg=name):
+            pipe = converted_pipelines[dtype_name]
+            sample = run(pipe, reference_io, sampler, num_steps, dtype_name, tiny_config["cfg_scale_used"])
+            assert sample.dtype == reference_io[name].dtype
+            torch.testing.assert_close(sample, reference_io[name], atol=SAMPLE_ATOL[dtype_name], rtol=0)
 
 
-def test_euler_samples_match_the_release(official):
-    variant, codec, transformer, io = official
-    sample = run_sampler(codec, transformer, io, 3, VARIANTS[variant], solver_order=1)
-    torch.testing.assert_close(sample, io["sample_euler_n3_f32"], atol=2e-4, rtol=0)
+def test_conditions_decoded_from_the_cod_file_match(converted_pipelines, reference_io):
+    for dtype_name, pipe in converted_pipelines.items():
+        condition, null_condition = conditions(pipe, reference_io)
+        atol = ATOL[dtype_name]
+        torch.testing.assert_close(condition, reference_io[f"cond_map_{dtype_name}"], atol=atol, rtol=0)
+        torch.testing.assert_close(null_condition, reference_io[f"null_map_{dtype_name}"], atol=atol, rtol=0)
 
 
-def test_float64_samples_match_the_release(official):
-    # The release integrates its multistep weights in float32 (up to 6e-7 off the exact ones, which we use), so
-    # the float64 samples agree to that level rather than to 1e-9; the velocities agree to 1e-9 (transformer tests).
-    variant, codec, transformer, io = official
-    sample = run_sampler(codec, transformer, io, 3, VARIANTS[variant], dtype=torch.float64)
-    torch.testing.assert_close(sample, io["sample_adam2_n3_f64"], atol=1e-6, rtol=0)
+def test_converted_pipeline_has_the_official_sampler_and_sizes(converted_pipelines, reference_io, tiny_config):
+    pipe = converted_pipelines["f32"]
+    assert pipe.scheduler.config.last_step_size == pytest.approx(tiny_config["last_step"])
+    height, width = tiny_config["image_hw"]
+    assert tuple(reference_io["image_uint8"].shape[-2:]) == (height, width)
+    assert pipe.sample_shape(height, width) == tuple(reference_io["xT_f32"].shape[1:])
+    assert (pipe.vae is not None) == tiny_config["latent"]
 
 
-def test_pixel_reconstruction_bytes_match_the_release(reference_dir):
-    codec, transformer, io = build_official_tiny(reference_dir, "pixel")
-    sample = run_sampler(codec.eval(), transformer.eval(), io, 3, 3.0)
-    # The release maps the sample to uint8 in bfloat16 arithmetic.
-    ours = CodPipeline.postprocess(sample.bfloat16(), "np")  # (1, H, W, 3)
-    official = io["recon_adam2_n3_uint8"].permute(0, 2, 3, 1).numpy()
-    assert (ours == official).all()
+def test_guidance_is_used_only_inside_the_official_window(converted_pipelines, reference_io, tiny_config):
+    # The release guides only where low < t < high (strictly); elsewhere the conditional velocity is used.
+    guidance = tiny_config["cfg_scale_used"]
+    if guidance == 1.0:
+        pytest.skip("guidance scale 1: guided and conditional velocities are the same")
+    pipe = converted_pipelines["f64"]
+    low, high = tiny_config["guidance_interval_exclusive"]
+    condition, null_condition = conditions(pipe, reference_io)
+    sample = reference_io["xT_f64"]
+    margin = 1e-3
+    for t in [low - margin, low + margin, (low + high) / 2, high - margin, min(high + margin, 1.0)]:
+        sigma = torch.tensor(1.0 - t, dtype=torch.float64)
+        with torch.no_grad():
+            guided = pipe.guided_velocity(sample, sigma, condition, null_condition, guidance)
+            conditional = pipe.transformer(sample, sigma.expand(1), condition).sample
+        assert torch.equal(guided, conditional) == (not low < t < high), f"t = {t}"
 
 
-def test_standalone_codec_file_matches_the_release(reference_dir):
-    codec, transformer, io = build_official_tiny(reference_dir, "pixel")
-    pipe = CodPipeline(transformer=transformer, condition_codec=codec, scheduler=CodFlowMatchScheduler())
-    image = io["image_uint8"].float() / 255
-    (cod_file,) = pipe.encode(image)
-    assert cod_file == bytes(io["cod_file_uint8"].tolist())
+def test_reconstruction_bytes_match_the_release(converted_pipelines, reference_io, tiny_config):
+    # Pixel variants store `recon_<sampler>_n<steps>_uint8`: the fp32 sample mapped to uint8 in bfloat16 arithmetic.
+    stored = [(name, re.fullmatch(r"recon_(adam2|euler)_n(\d+)_uint8", name)) for name in sorted(reference_io)]
+    stored = [(name, match[1], int(match[2])) for name, match in stored if match is not None]
+    if not stored:
+        pytest.skip("no recon_* tensors in this io file")
+    pipe = converted_pipelines["f32"]
+    for name, sampler, num_steps in stored:
+        sample = run(pipe, reference_io, sampler, num_steps, "f32", tiny_config["cfg_scale_used"])
+        ours = CodPipeline.postprocess(pipe.to_images(sample).bfloat16(), "np")  # (1, H, W, 3)
+        assert (ours == reference_io[name].permute(0, 2, 3, 1).numpy()).all(), name
 
 
-def test_converter_takes_the_ema_weights_not_the_online_ones(reference_dir):
-    folder = reference_dir / "cod_official"
-    codec, transformer, _ = build_official_tiny(reference_dir, "pixel")
-    checkpoint = load_file(folder / "tiny_pixel_state_dict.safetensors")
-    ema_weight = checkpoint["ema_denoiser.final_layer.linear.weight"]
-    online_weight = checkpoint["denoiser.final_layer.linear.weight"]
-    assert not torch.equal(ema_weight, online_weight)
-    loaded = [p for n, p in transformer.state_dict().items() if p.shape == ema_weight.shape and torch.equal(p, ema_weight)]
-    assert loaded, "the EMA final layer weight is not in the converted transformer"
-
-
-def test_converter_accepts_nested_layouts_and_rejects_wrong_checkpoints(reference_dir):
-    folder = reference_dir / "cod_official"
-    checkpoint = load_file(folder / "tiny_pixel_state_dict.safetensors")
-    codec, transformer, _ = build_official_tiny(reference_dir, "pixel")
-    models = {"condition_codec": codec, "transformer": transformer}
-    load_official_weights({"state_dict": checkpoint}, models)
-    load_official_weights({"module": checkpoint}, models)
-    # A latent checkpoint into pixel models: every mismatch is listed, nothing loads silently.
-    latent = load_file(folder / "tiny_latent_state_dict.safetensors")
-    with pytest.raises(CheckpointConversionError, match="transformer"):
-        load_official_weights(latent, models)
-    with pytest.raises(CheckpointConversionError, match="no 'ema_denoiser"):
-        load_official_weights({"foo.bar": torch.zeros(1)}, models)
-    with pytest.raises(CheckpointConversionError, match="no mapping"):
-        load_official_weights({**checkpoint, "ema_denoiser.extra_module.weight": torch.zeros(1)}, models)
+def test_standalone_codec_file_matches_the_release(converted_pipelines, reference_io):
+    pipe = converted_pipelines["f32"]
+    (cod_file,) = pipe.encode(reference_io["image_uint8"].float() / 255)
+    assert cod_file == bytes(reference_io["cod_file_uint8"].tolist())

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -6,30 +8,51 @@ from cod_diffc.schedulers import CodFlowMatchScheduler
 
 
 @pytest.fixture(scope="module")
-def official_io(reference_dir):
-    return load_file(reference_dir / "cod_official" / "tiny_pixel_io.safetensors")
+def official_grids(cod_official_dir) -> dict[str, dict[str, torch.Tensor]]:
+    """Every official sampler grid of the reference folder: `{"<variant> <sampler>_n<steps>": {field: tensor}}`.
+
+    Fields: `timesteps` (N+1,), `t_inputs` (N,) and, for Adams–Bashforth, `coeffs` (N, 2), all float32.
+    """
+    grids = {}
+    for path in sorted(cod_official_dir.glob("tiny_*_io.safetensors")):
+        for name, tensor in load_file(path).items():
+            match = re.fullmatch(r"sampler_(\w+_n\d+)_(timesteps|t_inputs|coeffs)", name)
+            if match is not None:
+                grids.setdefault(f"{path.name} {match[1]}", {})[match[2]] = tensor
+    assert grids, f"no sampler_* tensors in {cod_official_dir}"
+    return grids
 
 
-@pytest.mark.parametrize("num_steps", [1, 3, 25])
-def test_grid_and_network_times_match_the_release(official_io, num_steps):
-    scheduler = CodFlowMatchScheduler()
-    scheduler.set_timesteps(num_steps)
-    official_grid = official_io[f"sampler_adam2_n{num_steps}_timesteps"].double()
-    official_t_inputs = official_io[f"sampler_adam2_n{num_steps}_t_inputs"].double()
-    # Our sigma is 1 - CoD's t, exactly.
-    assert torch.equal(1.0 - scheduler.sigmas, official_grid)
-    assert torch.equal(1.0 - scheduler.timesteps, official_t_inputs)
+def num_steps_of(run: str) -> int:
+    return int(run.rsplit("_n", 1)[1])
 
 
-@pytest.mark.parametrize("num_steps", [3, 25])
-def test_multistep_coefficients_match_the_release(official_io, num_steps):
-    scheduler = CodFlowMatchScheduler()
-    scheduler.set_timesteps(num_steps)
-    ours = torch.tensor([scheduler.multistep_coefficients(i) for i in range(num_steps)], dtype=torch.float64)
-    official = official_io[f"sampler_adam2_n{num_steps}_coeffs"].double()
-    # The release integrates the weights in float32; ours are exact.
-    torch.testing.assert_close(ours, official, atol=2e-5, rtol=0)
-    assert ours.sum(1).sub(1).abs().max() < 1e-12
+@pytest.mark.conformance
+def test_grid_and_network_times_match_the_release(official_grids, subtests):
+    for run, official in official_grids.items():
+        with subtests.test(msg=run):
+            scheduler = CodFlowMatchScheduler()
+            scheduler.set_timesteps(num_steps_of(run))
+            # Our sigma is 1 - CoD's t, exactly.
+            assert torch.equal(1.0 - scheduler.sigmas, official["timesteps"].double())
+            assert torch.equal(1.0 - scheduler.timesteps, official["t_inputs"].double())
+
+
+@pytest.mark.conformance
+def test_multistep_coefficients_match_the_release(official_grids, subtests):
+    runs = {run: official["coeffs"] for run, official in official_grids.items() if "coeffs" in official}
+    assert runs, "no sampler_adam2_n<steps>_coeffs in the reference folder"
+    for run, coefficients in runs.items():
+        with subtests.test(msg=run):
+            num_steps = num_steps_of(run)
+            scheduler = CodFlowMatchScheduler()
+            scheduler.set_timesteps(num_steps)
+            ours = torch.tensor([scheduler.multistep_coefficients(i) for i in range(num_steps)], dtype=torch.float64)
+            # Runs too short for a second-order step store only the weight on the current velocity: (N, 1).
+            official = torch.nn.functional.pad(coefficients.double(), (2 - coefficients.shape[1], 0))  # (N, 2)
+            # The release integrates the weights in float32; ours are exact.
+            torch.testing.assert_close(ours, official, atol=2e-5, rtol=0)
+            assert ours.sum(1).sub(1).abs().max() < 1e-12
 
 
 def test_endpoints_and_step_count():
