@@ -55,6 +55,8 @@ class CodPipeline(DiffusionPipeline):
             `None` for pixel-space CoD. Latents are scaled by `scaling_factor ** 2`, as the release does.
         default_guidance_scale (`float`, *optional*, defaults to 3.0): the classifier-free guidance used when a
             call does not say (the release uses 3.0 for pixel and 64-bit latent CoD, 1.25 for latent CoD).
+        guidance_interval (`tuple[float, float]`, *optional*, defaults to `(0.0, 0.9)`): guidance applies for noise
+            levels strictly inside this interval (the release's `0.1 < t < 1` in CoD's time).
     """
 
     model_cpu_offload_seq = "condition_codec->transformer->vae"
@@ -67,8 +69,11 @@ class CodPipeline(DiffusionPipeline):
         scheduler: CodFlowMatchScheduler,
         vae: AutoencoderKL | None = None,
         default_guidance_scale: float = 3.0,
+        guidance_interval: tuple[float, float] = (0.0, 0.9),
     ):
         super().__init__()
+        if not 0.0 <= guidance_interval[0] < guidance_interval[1] <= 1.0:
+            raise ValueError(f"guidance_interval must satisfy 0 <= low < high <= 1, got {guidance_interval}")
         if (vae is None) != (transformer.config.in_channels == 3):
             raise ValueError(
                 f"a transformer with in_channels={transformer.config.in_channels} needs "
@@ -80,7 +85,9 @@ class CodPipeline(DiffusionPipeline):
                 f"transformer.hidden_size={transformer.config.hidden_size}"
             )
         self.register_modules(transformer=transformer, condition_codec=condition_codec, scheduler=scheduler, vae=vae)
-        self.register_to_config(default_guidance_scale=default_guidance_scale)
+        self.register_to_config(
+            default_guidance_scale=default_guidance_scale, guidance_interval=tuple(guidance_interval)
+        )
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False, do_convert_rgb=True)
 
     @classmethod
@@ -215,8 +222,8 @@ class CodPipeline(DiffusionPipeline):
             image: the image(s) to encode into a condition (PIL, `(H, W, 3)` uint8/float array or `(B, 3, H, W)`
                 tensor in [0, 1]). Sizes must be multiples of the codec's code stride (32 for the released models).
             num_inference_steps (`int`, defaults to 25): sampler steps; 1 gives the highest-PSNR decode.
-            guidance_scale (`float`, *optional*): classifier-free guidance weight, applied for noise levels in
-                (0, 0.9) as in the release; defaults to the pipeline's `default_guidance_scale`.
+            guidance_scale (`float`, *optional*): classifier-free guidance weight, applied inside the pipeline's
+                `guidance_interval` (the release's window); defaults to the pipeline's `default_guidance_scale`.
             generator (`torch.Generator`, *optional*): generator of the initial noise (and of the VAE posterior
                 sample in latent space).
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` (uint8) or `"pt"` (float in [0, 1]).
@@ -305,13 +312,14 @@ class CodPipeline(DiffusionPipeline):
         null_condition: torch.Tensor,
         guidance_scale: float,
     ) -> torch.Tensor:
-        """Velocity at noise level `sigma` with classifier-free guidance in the release's window `0 < sigma < 0.9`.
+        """Velocity at noise level `sigma`, with classifier-free guidance inside `guidance_interval` (exclusive).
 
         Outside the window the release computes `u + 1 * (c - u)`; we return `c`, which equals it up to rounding.
         """
         timestep = sigma.to(sample.dtype).expand(sample.shape[0])
         conditional = self.transformer(sample, timestep, condition).sample
-        if not (0.0 < float(sigma) < 0.9) or guidance_scale == 1.0:
+        low, high = self.config.guidance_interval
+        if not (low < float(sigma) < high) or guidance_scale == 1.0:
             return conditional
         unconditional = self.transformer(sample, timestep, null_condition).sample
         return unconditional + guidance_scale * (conditional - unconditional)
