@@ -1,0 +1,209 @@
+"""`cod-diffc evaluate`: rate-distortion sweeps of DiffC backbones and classical codecs on a folder of images.
+
+Under `accelerate launch`, the images are shared across the processes (each process codes every `N`-th image) and
+the main process merges the per-image records into the outputs once all are done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments
+
+
+FID_NOTE = "FID/KID: not computed (this command reports full-reference metrics only)"
+
+
+class _BackboneAction(argparse.Action):
+    """`--backbone NAME` starts a method; the `--model`, `--label` and `--option` after it belong to it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        method = {"backbone": value, "model": None, "label": None, "options": []}
+        namespace.backbones = [*(namespace.backbones or []), method]
+
+
+class _BackboneSettingAction(argparse.Action):
+    def __call__(self, parser, namespace, value, option_string=None):
+        if not namespace.backbones:
+            parser.error(f"{option_string} must follow the --backbone it belongs to")
+        method = namespace.backbones[-1]
+        if self.dest == "options":
+            method["options"].append(value)
+        elif method[self.dest] is not None:
+            parser.error(f"{option_string} given twice for --backbone {method['backbone']}")
+        else:
+            method[self.dest] = value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="rate-distortion sweep of DiffC backbones and classical codecs on a folder of images",
+        description=(
+            "Evaluate DiffC on one or more backbones, and classical codecs, at the requested rates on every image of "
+            "DATASET_DIR. Writes one CompressAI-style JSON per method, a per-image CSV, an RD plot and a Markdown "
+            "A/B report (BD-rate against an anchor, crops) to -o. One DiffC encode per image serves every rate."
+        ),
+    )
+    parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="folder of images (png, jpg, webp, ...)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.add_argument("--bpp", type=float, nargs="+", required=True, metavar="BPP", help="target rates (bpp)")
+    parser.add_argument(
+        "--backbone", dest="backbones", action=_BackboneAction, metavar="NAME", help="a DiffC backbone (repeatable)"
+    )
+    parser.add_argument("--model", action=_BackboneSettingAction, help="model of the preceding --backbone")
+    parser.add_argument("--label", action=_BackboneSettingAction, help="result name of the preceding --backbone")
+    parser.add_argument(
+        "--option", dest="options", action=_BackboneSettingAction, metavar="KEY=VALUE", help="backbone option"
+    )
+    parser.add_argument(
+        "--baseline", nargs="+", default=[], metavar="CODEC", help="classical codecs to compare: jpeg webp avif jxl"
+    )
+    parser.add_argument("--anchor", help="method the BD table compares against (default: the first)")
+    parser.add_argument("--crop-image", help="name (stem) of the image shown in the crops (default: the first)")
+    parser.add_argument("--crop-bpp", type=float, help="target rate of the crops (default: the middle one)")
+    parser.add_argument("--resume", action="store_true", help="skip (method, image) pairs already in -o")
+    parser.add_argument("--steps", type=int, default=None, help="DiffC schedule length (default: the codec's)")
+    add_coder_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
+    parser.add_argument("--denoise-guidance-scale", type=float, default=None, help="guidance the decoder uses")
+    parser.add_argument("--denoise-steps", type=int, default=25, help="probability-flow ODE steps (default 25)")
+    add_runtime_arguments(parser)
+    parser.set_defaults(func=run, backbones=None)
+
+
+def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
+    """The methods the arguments name (models loaded), and notes on the baselines that cannot run here."""
+    from cod_diffc.cli._common import DTYPES, build_simulator, parse_options, quiet_model_loading
+    from cod_diffc.diffc import DiffCSchedule, available_backbones, load_backbone
+    from cod_diffc.evaluation.baselines import codec_availability
+    from cod_diffc.evaluation.sweep import CodecMethod, DiffCMethod
+
+    specs = args.backbones or []
+    for spec in specs:
+        if spec["backbone"] not in available_backbones():
+            raise ValueError(f"unknown backbone {spec['backbone']!r}; available: {', '.join(available_backbones())}")
+    codecs, notes = codec_availability(args.baseline)
+    names = [spec["label"] or f"cod_diffc-{spec['backbone']}" for spec in specs] + [codec.name for codec in codecs]
+    if not names:
+        unavailable = f" ({'; '.join(notes)})" if notes else ""
+        raise ValueError(f"nothing to evaluate: give a --backbone or a --baseline this machine can run{unavailable}")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"several methods are named {', '.join(duplicates)}; tell them apart with --label")
+
+    quiet_model_loading()
+    methods = []
+    for name, spec in zip(names, specs):
+        adapter = load_backbone(
+            spec["backbone"], spec["model"], device=device, dtype=DTYPES[args.dtype], **parse_options(spec["options"])
+        )
+        methods.append(
+            DiffCMethod(
+                name,
+                adapter,
+                schedule=DiffCSchedule(num_steps=args.steps) if args.steps else None,
+                simulator=build_simulator(args.coder, args.chunk_bits),
+                seed=args.seed,
+                guidance_scale=args.guidance_scale,
+                denoise_guidance_scale=args.denoise_guidance_scale,
+                num_denoise_steps=args.denoise_steps,
+            )
+        )
+    methods += [CodecMethod(codec) for codec in codecs]
+    return methods, notes
+
+
+def run(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from cod_diffc.cli._common import atomic_write, load_image
+    from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim_scales, to_uint8
+    from cod_diffc.evaluation.report import crop_figure, plot_rd, write_report
+    from cod_diffc.evaluation.sweep import (
+        compressai_results,
+        evaluate_images,
+        list_images,
+        load_records,
+        rate_label,
+        reconstruction_path,
+        write_per_image_csv,
+    )
+
+    if args.denoise_steps < 1:
+        raise ValueError("--denoise-steps must be >= 1")
+    if any(not target > 0 for target in args.bpp):
+        raise ValueError("--bpp targets must be > 0")
+    target_bpps = sorted(set(args.bpp))
+    images = list_images(args.dataset)
+    crop_image = args.crop_image or images[0].stem
+    if crop_image not in {path.stem for path in images}:
+        raise ValueError(f"--crop-image {crop_image!r} is not an image of {args.dataset}")
+    crop_bpp = args.crop_bpp if args.crop_bpp is not None else target_bpps[len(target_bpps) // 2]
+    if crop_bpp not in target_bpps:
+        raise ValueError(f"--crop-bpp {crop_bpp} is not one of the target rates {target_bpps}")
+
+    state = PartialState(cpu=args.device == "cpu")  # processes of `accelerate launch` on the CPU talk over gloo
+    # Under `accelerate launch`, `--device cuda` means each process's own GPU.
+    device = state.device if args.device == "cuda" and state.num_processes > 1 else args.device
+    methods, notes = _methods(args, device)
+    method_names = [method.name for method in methods]
+    if args.anchor is not None and args.anchor not in method_names:
+        raise ValueError(f"--anchor {args.anchor!r} is not among the methods {', '.join(method_names)}")
+    perceptual_metrics, perceptual_notes = load_perceptual_metrics(device)
+    notes += perceptual_notes + [FID_NOTE]
+
+    coded = evaluate_images(
+        images,
+        methods,
+        target_bpps,
+        args.output,
+        perceptual_metrics=perceptual_metrics,
+        resume=args.resume,
+        keep_reconstructions=[crop_image],
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+        progress=not args.no_progress,
+    )
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return 0
+
+    records = {method.name: load_records(args.output, method.name, images) for method in methods}
+    results = [compressai_results(method.name, method.description, records[method.name]) for method in methods]
+    for result in results:
+        atomic_write(args.output / f"{result['name']}.json", (json.dumps(result, indent=2) + "\n").encode())
+    write_per_image_csv(args.output / "per_image.csv", records)
+    smallest = min(min(record["height"], record["width"]) for record in next(iter(records.values())))
+    if ms_ssim_scales(smallest, smallest) < 5:
+        notes.append(f"MS-SSIM: images under 176 px use fewer than 5 scales (smallest side here {smallest} px)")
+
+    original = to_uint8(load_image(next(path for path in images if path.stem == crop_image)))
+    index = target_bpps.index(crop_bpp)
+    reconstructions = {}
+    for name in method_names:
+        point = next(record for record in records[name] if record["image"] == crop_image)["points"][index]
+        reconstructions[name] = (
+            to_uint8(load_image(reconstruction_path(args.output, name, crop_image, crop_bpp))),
+            f"{point['bpp']:.4f} bpp, {point['psnr-rgb']:.2f} dB",
+        )
+    crops_name = f"crops_{crop_image}_{rate_label(crop_bpp)}.png"
+    crop_figure(original, reconstructions, args.output / crops_name)
+    plot_rd(results, args.output / "rd.png")
+    write_report(
+        args.output / "report.md",
+        results,
+        args.anchor or method_names[0],
+        notes,
+        num_images=len(images),
+        plot_name="rd.png",
+        crops_name=crops_name,
+        crop_caption=f"of {crop_image} at target {crop_bpp:g} bpp",
+    )
+    print(f"evaluated {len(images)} image(s), {coded} (method, image) pair(s) coded by this process; {args.output}")
+    for note in notes:
+        print(f"note: {note}")
+    return 0

@@ -1,0 +1,398 @@
+r"""Rate-distortion sweeps: every method at every requested rate on every image, one result record per (method, image).
+
+A *method* turns an image and a list of target rates into one reconstruction per rate: [`DiffCMethod`] runs one
+DiffC encode per image for all the rates (the stream is progressive), [`CodecMethod`] searches a classical codec's
+quality setting per rate. [`evaluate_images`] writes, for each (method, image), the files it coded
+(`streams/METHOD/`), and a JSON record of every point's size and metrics (`records/METHOD/IMAGE.json`), which is what
+makes a sweep resumable and shardable across processes. [`compressai_results`] and [`write_per_image_csv`] merge the
+records into CompressAI's result JSON and a per-image table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cod_diffc.cli._common import atomic_write, load_image, save_image
+
+from .baselines import BaselineCodec, encode_at_rates
+from .metrics import PerceptualMetric, ms_ssim, psnr, to_uint8
+
+
+if TYPE_CHECKING:
+    from cod_diffc.diffc import BackboneAdapter, ChannelSimulator, DiffCSchedule
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    r"""
+    What a method made for one target rate.
+
+    Parameters:
+        target_bpp (`float`): The requested rate.
+        stream (`bytes`): The whole file; its length gives the bpp.
+        image (`np.ndarray`): `(H, W, 3)` uint8 decoded image.
+        setting (`str`): The codec setting that met the target (`"stop_step=12"`, `"quality=40"`).
+        encoding_time (`float`): Seconds of the encode that produced the file.
+        decoding_time (`float`): Seconds to reconstruct the image from it.
+    """
+
+    target_bpp: float
+    stream: bytes
+    image: np.ndarray
+    setting: str
+    encoding_time: float
+    decoding_time: float
+
+
+class RateMethod(ABC):
+    r"""
+    A compression method under evaluation.
+
+    Attributes:
+        name (`str`): Name in results and file names (CompressAI's `"name"`).
+        description (`str`): CompressAI's `"description"`.
+        stream_suffix (`str`): File-name suffix of its coded files.
+    """
+
+    name: str
+    description: str
+    stream_suffix: str
+
+    @abstractmethod
+    def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
+        """One [`Reconstruction`] per target rate, in order, for a `(1, 3, H, W)` image in [0, 1]."""
+
+
+class DiffCMethod(RateMethod):
+    r"""
+    DiffC on a backbone: one encode per image yields every target rate; each cut is denoised and decoded.
+
+    Reconstructions come from the encoder's noisy latent of each cut, which [`~diffc.decode`] reproduces bit for bit
+    from the file on the same device, so decoding is not run twice.
+
+    Parameters:
+        name (`str`): Method name, e.g. `"cod_diffc-cod"`.
+        adapter ([`~diffc.BackboneAdapter`]): The backbone.
+        schedule ([`~diffc.DiffCSchedule`], *optional*): Encoding schedule; the codec's default when `None`.
+        simulator ([`~diffc.channel.ChannelSimulator`], *optional*): Reverse channel coder; the codec's default when
+            `None`.
+        seed (`int`, defaults to `0`): Seed of the shared randomness.
+        guidance_scale (`float`, *optional*): Guidance of the coded steps.
+        denoise_guidance_scale (`float`, *optional*): Guidance of the decoder's denoising.
+        num_denoise_steps (`int`, defaults to `25`): Probability-flow ODE steps of the decoder.
+    """
+
+    stream_suffix = ".cdc"
+
+    def __init__(
+        self,
+        name: str,
+        adapter: BackboneAdapter,
+        *,
+        schedule: DiffCSchedule | None = None,
+        simulator: ChannelSimulator | None = None,
+        seed: int = 0,
+        guidance_scale: float | None = None,
+        denoise_guidance_scale: float | None = None,
+        num_denoise_steps: int = 25,
+    ):
+        if num_denoise_steps < 1:
+            raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
+        self.name = name
+        self.description = (
+            f"Inference (diffc on the {adapter.name} backbone, actual bytes; one encode per image for all rates, "
+            "whose time every point reports)"
+        )
+        self.adapter = adapter
+        self.encode_options = {
+            "schedule": schedule,
+            "simulator": simulator,
+            "seed": seed,
+            "guidance_scale": guidance_scale,
+            "denoise_guidance_scale": denoise_guidance_scale,
+        }
+        self.num_denoise_steps = num_denoise_steps
+
+    def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
+        from cod_diffc.diffc import denoise, encode
+
+        start = time.perf_counter()
+        result = encode(image, self.adapter, target_bpp=list(target_bpps), progress=False, **self.encode_options)
+        encoding_time = time.perf_counter() - start
+        reconstructions = []
+        for target, point in zip(target_bpps, result.points):
+            start = time.perf_counter()
+            clean_latent = denoise(
+                point.latent,
+                point.t,
+                self.adapter,
+                result.header.denoise_guidance_scale,
+                self.num_denoise_steps,
+                progress=False,
+            )
+            decoded = to_uint8(self.adapter.decode_latent(clean_latent))
+            reconstructions.append(
+                Reconstruction(
+                    target_bpp=target,
+                    stream=point.stream,
+                    image=decoded,
+                    setting=f"stop_step={point.stop_step}",
+                    encoding_time=encoding_time,
+                    decoding_time=time.perf_counter() - start,
+                )
+            )
+        return reconstructions
+
+
+class CodecMethod(RateMethod):
+    r"""
+    A classical codec at the highest quality fitting each target rate ([`~evaluation.baselines.encode_at_rates`]).
+
+    Parameters:
+        codec ([`~evaluation.baselines.BaselineCodec`]): The codec; its name is the method's name.
+    """
+
+    def __init__(self, codec: BaselineCodec):
+        self.codec = codec
+        self.name = codec.name
+        self.description = f"{codec.name.upper()} ({codec.library}, quality searched per target rate, actual bytes)"
+        self.stream_suffix = f".{codec.name}"
+
+    def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
+        return [
+            Reconstruction(
+                target_bpp=target,
+                stream=point.data,
+                image=point.reconstruction,
+                setting=f"quality={point.quality}",
+                encoding_time=point.encoding_time,
+                decoding_time=point.decoding_time,
+            )
+            for target, point in zip(target_bpps, encode_at_rates(self.codec, to_uint8(image), target_bpps))
+        ]
+
+
+def list_images(dataset_dir: str | Path) -> list[Path]:
+    """
+    The image files directly in `dataset_dir`, sorted by name.
+
+    Raises:
+        `ValueError`: If the folder does not exist, holds no image, or two images share a name stem (records and
+            output files are named by stem).
+    """
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise ValueError(f"{dataset_dir}: not a directory")
+    images = sorted(path for path in dataset_dir.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"{dataset_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    stems = [path.stem for path in images]
+    duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if duplicates:
+        raise ValueError(f"{dataset_dir}: several images share the name(s) {', '.join(duplicates)}")
+    return images
+
+
+def rate_label(target_bpp: float) -> str:
+    """The file-name label of a target rate: `bpp0.01`."""
+    return f"bpp{target_bpp:g}"
+
+
+def record_path(output_dir: Path, method_name: str, image_name: str) -> Path:
+    """Where the record of one (method, image) lives."""
+    return output_dir / "records" / method_name / f"{image_name}.json"
+
+
+def reconstruction_path(output_dir: Path, method_name: str, image_name: str, target_bpp: float) -> Path:
+    """Where a kept reconstruction of one (method, image, target rate) lives."""
+    return output_dir / "reconstructions" / method_name / f"{image_name}_{rate_label(target_bpp)}.png"
+
+
+def _is_done(
+    output_dir: Path, method_name: str, image_name: str, target_bpps: Sequence[float], keep_reconstruction: bool
+) -> bool:
+    """Whether the record of (method, image) exists for exactly these target rates, with its reconstructions if they
+    are to be kept."""
+    try:
+        record = json.loads(record_path(output_dir, method_name, image_name).read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("target_bpp") != list(target_bpps):
+        return False
+    return not keep_reconstruction or all(
+        reconstruction_path(output_dir, method_name, image_name, target).is_file() for target in target_bpps
+    )
+
+
+def score(
+    reference: np.ndarray, reconstruction: np.ndarray, perceptual_metrics: Mapping[str, PerceptualMetric]
+) -> dict[str, float]:
+    """PSNR and MS-SSIM of two `(H, W, 3)` uint8 images, plus the perceptual metrics given (on the 8-bit images)."""
+    scores = {"psnr-rgb": psnr(reference, reconstruction), "ms-ssim-rgb": ms_ssim(reference, reconstruction)}
+    if perceptual_metrics:
+        reference_tensor, reconstruction_tensor = (
+            torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float() / 255.0  # (1, 3, H, W)
+            for array in (reference, reconstruction)
+        )
+        for name, metric in perceptual_metrics.items():
+            scores[name] = metric(reference_tensor, reconstruction_tensor)
+    return scores
+
+
+def evaluate_images(
+    images: Sequence[Path],
+    methods: Sequence[RateMethod],
+    target_bpps: Sequence[float],
+    output_dir: str | Path,
+    *,
+    perceptual_metrics: Mapping[str, PerceptualMetric] | None = None,
+    resume: bool = False,
+    keep_reconstructions: Sequence[str] = (),
+    process_index: int = 0,
+    num_processes: int = 1,
+    progress: bool = True,
+) -> int:
+    r"""
+    Runs every method on this process's share of the images and writes their files and records.
+
+    Args:
+        images (`Sequence[Path]`): All the images of the sweep; process `process_index` takes every
+            `num_processes`-th one from `process_index` on.
+        methods (`Sequence[RateMethod]`): The methods.
+        target_bpps (`Sequence[float]`): Target rates, bits per pixel of the whole file.
+        output_dir (`str` or `Path`): Root of `streams/`, `records/` and `reconstructions/`.
+        perceptual_metrics (`Mapping[str, PerceptualMetric]`, *optional*): Extra metrics by result key.
+        resume (`bool`, defaults to `False`): Skip the (method, image) pairs with a record for these target rates.
+        keep_reconstructions (`Sequence[str]`): Stems of the images whose reconstructions are saved as PNG
+            (`reconstructions/METHOD/IMAGE_bpp0.01.png`), e.g. for crops.
+        process_index (`int`, defaults to `0`): This process's rank.
+        num_processes (`int`, defaults to `1`): How many processes share the images.
+        progress (`bool`, defaults to `True`): Show a progress bar (with ETA) over this process's images.
+
+    Returns:
+        `int`: How many (method, image) pairs this call coded (the rest were resumed).
+    """
+    if not target_bpps or any(not (target > 0 and math.isfinite(target)) for target in target_bpps):
+        raise ValueError(f"target rates must be positive and finite, got {list(target_bpps)}")
+    if not 0 <= process_index < num_processes:
+        raise ValueError(f"process index {process_index} outside [0, {num_processes})")
+    output_dir = Path(output_dir)
+    perceptual_metrics = perceptual_metrics or {}
+    coded = 0
+    shard = list(images)[process_index::num_processes]
+    description = "evaluate" if num_processes == 1 else f"evaluate (process {process_index})"
+    for image_path in tqdm(shard, desc=description, unit="image", disable=not progress, position=process_index):
+        pending = [
+            method
+            for method in methods
+            if not (
+                resume
+                and _is_done(
+                    output_dir, method.name, image_path.stem, target_bpps, image_path.stem in keep_reconstructions
+                )
+            )
+        ]
+        if not pending:
+            continue
+        image = load_image(image_path)  # (1, 3, H, W)
+        reference = to_uint8(image)
+        height, width = reference.shape[:2]
+        for method in pending:
+            try:
+                reconstructions = method.reconstruct(image, target_bpps)
+            except ValueError as error:
+                raise ValueError(f"{method.name} on {image_path}: {error}") from error
+            points = []
+            for reconstruction in reconstructions:
+                label = rate_label(reconstruction.target_bpp)
+                stream_path = output_dir / "streams" / method.name / f"{image_path.stem}_{label}{method.stream_suffix}"
+                atomic_write(stream_path, reconstruction.stream)
+                if image_path.stem in keep_reconstructions:
+                    save_image(
+                        reconstruction_path(output_dir, method.name, image_path.stem, reconstruction.target_bpp),
+                        reconstruction.image,
+                    )
+                points.append(
+                    {
+                        "target_bpp": reconstruction.target_bpp,
+                        "setting": reconstruction.setting,
+                        "bytes": len(reconstruction.stream),
+                        "bpp": 8 * len(reconstruction.stream) / (height * width),
+                        **score(reference, reconstruction.image, perceptual_metrics),
+                        "encoding_time": reconstruction.encoding_time,
+                        "decoding_time": reconstruction.decoding_time,
+                    }
+                )
+            record = {
+                "method": method.name,
+                "image": image_path.stem,
+                "height": height,
+                "width": width,
+                "target_bpp": list(target_bpps),
+                "points": points,
+            }
+            atomic_write(record_path(output_dir, method.name, image_path.stem), json.dumps(record, indent=1).encode())
+            coded += 1
+    return coded
+
+
+def load_records(output_dir: str | Path, method_name: str, images: Sequence[Path]) -> list[dict]:
+    """
+    The records of one method for these images, in order.
+
+    Raises:
+        `ValueError`: If an image has no record (the sweep did not finish).
+    """
+    missing = [path.stem for path in images if not record_path(Path(output_dir), method_name, path.stem).is_file()]
+    if missing:
+        raise ValueError(f"{method_name}: no result for image(s) {', '.join(missing)}; run the sweep (again)")
+    return [json.loads(record_path(Path(output_dir), method_name, path.stem).read_text()) for path in images]
+
+
+def compressai_results(name: str, description: str, records: Sequence[dict]) -> dict:
+    r"""
+    One method's records averaged over the images per target rate, in CompressAI's result schema:
+    `{"name", "description", "results": {"bpp": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...], ...}}`, one entry per
+    target rate (in the order requested), each the mean over the images of the per-image values.
+    """
+    if not records:
+        raise ValueError(f"{name}: no records to average")
+    metric_keys = [key for key in records[0]["points"][0] if key not in ("target_bpp", "setting", "bytes")]
+    num_points = len(records[0]["points"])
+    results = {
+        key: [float(np.mean([record["points"][i][key] for record in records])) for i in range(num_points)]
+        for key in metric_keys
+    }
+    return {"name": name, "description": description, "results": results}
+
+
+def write_per_image_csv(path: str | Path, records_by_method: Mapping[str, Sequence[dict]]) -> None:
+    """One row per (method, image, target rate): the setting used, bytes, bpp, every metric and the times."""
+    rows = [
+        {"method": method, "image": record["image"], **point}
+        for method, records in records_by_method.items()
+        for record in records
+        for point in record["points"]
+    ]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(Path(path), buffer.getvalue().encode())
