@@ -6,6 +6,7 @@ import torch
 from cod_diffc.diffc import StreamError, decode, encode, load_backbone, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.schedule import DiffCSchedule
+
 from tiny_models import save_tiny_cod
 
 

@@ -129,5 +129,7 @@ def load_cod_backbone(
         model = EMBEDDED_MODEL_DIR
     if Path(model).exists():
         _check_pipeline_dir(model)
+    # Weights may be stored in half precision (the embedded model is); compute in float32 unless told otherwise.
+    dtype = torch.float32 if dtype is None else dtype
     pipeline = CodPipeline.from_pretrained(str(model), local_files_only=not allow_download, dtype=dtype)
     return CodBackbone(pipeline.to(device))
