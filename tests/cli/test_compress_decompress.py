@@ -12,11 +12,22 @@ from cod_diffc.cli._common import load_image
 from cod_diffc.diffc import denoise, encode, load_backbone
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.schedule import DiffCSchedule
+from cod_diffc.evaluation.metrics import to_uint8
 
 from tiny_models import SD_IMAGE_SIZE, save_tiny_cod, save_tiny_sd_pipeline
 
 
 FAST = ["--steps", "6", "--coder", "plain", "--chunk-bits", "8", "--no-progress"]
+
+
+def assert_cli_matches_the_encoder(adapter, image_path, stream_path, png_path, stop_step, denoise_steps):
+    """The CLI's stream equals a Python encode with the FAST settings, and its PNG the encoder's own reconstruction."""
+    result = encode(load_image(image_path), adapter, stop_step=stop_step, schedule=DiffCSchedule(num_steps=6),
+                    simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
+    (point,) = result.points
+    assert point.stream == stream_path.read_bytes()
+    latent = denoise(point.latent, point.t, adapter, adapter.default_guidance_scale, denoise_steps, progress=False)
+    assert np.array_equal(np.asarray(PIL.Image.open(png_path)), to_uint8(adapter.decode_latent(latent)))
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +50,8 @@ def test_compress_then_decompress_gives_the_encoders_reconstruction(workspace, c
     assert main(["decompress", str(stream_path), "--model", str(workspace / "model"), "--denoise-steps", "3",
                  "-o", str(png_path), "--no-progress"]) == 0
 
-    # The encoder's own reconstruction, through the Python API.
     adapter = load_backbone("cod", str(workspace / "model"))
-    result = encode(load_image(workspace / "photo.png"), adapter, stop_step=3, schedule=DiffCSchedule(num_steps=6),
-                    simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
-    assert result.points[0].stream == stream_path.read_bytes()
-    latent = denoise(result.points[0].latent, result.points[0].t, adapter, adapter.default_guidance_scale, 3,
-                     progress=False)
-    expected = (adapter.decode_latent(latent)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    assert np.array_equal(np.asarray(PIL.Image.open(png_path)), expected)
+    assert_cli_matches_the_encoder(adapter, workspace / "photo.png", stream_path, png_path, 3, 3)
 
 
 def test_one_encode_gives_several_rates_into_a_directory(workspace, capsys):
@@ -151,13 +155,7 @@ def test_stable_diffusion_backbone_end_to_end(tmp_path, capsys):
                  "--no-progress"]) == 0
 
     adapter = load_backbone("sd", str(model), prompt="a cat")
-    result = encode(load_image(tmp_path / "a.png"), adapter, stop_step=4, schedule=DiffCSchedule(num_steps=6),
-                    simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
-    assert result.points[0].stream == stream.read_bytes()
-    latent = denoise(result.points[0].latent, result.points[0].t, adapter, adapter.default_guidance_scale, 2,
-                     progress=False)
-    expected = (adapter.decode_latent(latent)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    assert np.array_equal(np.asarray(PIL.Image.open(png)), expected)
+    assert_cli_matches_the_encoder(adapter, tmp_path / "a.png", stream, png, 4, 2)
 
 
 def test_python_dash_m_runs_the_same_command():
