@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("cod_diffc_demo"), help="output directory")
     parser.add_argument("--image", type=Path, help="image to use instead of the shipped sample")
     parser.add_argument("--model", help="CoD pipeline directory (default: the embedded model)")
-    parser.add_argument("--size", type=int, default=256, help="centre crop side in pixels (default 256)")
+    parser.add_argument("--size", type=int, default=256, help="side of the square the image is resized to (default 256)")
     parser.add_argument("--bpp", type=float, nargs="+", default=list(DEFAULT_RATES), help="target rates")
     add_coder_arguments(parser)
     parser.add_argument("--denoise-steps", type=int, default=25, help="probability-flow ODE steps when decoding")
@@ -39,12 +39,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _centre_crop(image, size: int):
+def _square(image, size: int):
+    """Resizes `image` (1, 3, H, W) so that its shorter side is `size` (area filter), then takes the centre square."""
+    import torch.nn.functional as F
+
     height, width = image.shape[-2:]
-    if size > min(height, width):
-        raise ValueError(f"--size {size} is larger than the image ({height}x{width})")
-    top, left = (height - size) // 2, (width - size) // 2
-    return image[..., top : top + size, left : left + size]
+    scale = size / min(height, width)
+    resized = F.interpolate(image, size=(round(height * scale), round(width * scale)), mode="area")
+    top, left = (resized.shape[-2] - size) // 2, (resized.shape[-1] - size) // 2
+    return resized[..., top : top + size, left : left + size].clamp(0, 1)
 
 
 def _untrained_backbone(device: str, dtype):
@@ -74,25 +77,32 @@ def run(args: argparse.Namespace) -> int:
     from cod_diffc.evaluation.metrics import psnr, to_uint8
 
     sample = args.image or Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))
-    image = _centre_crop(load_image(sample), args.size)
+    image = _square(load_image(sample), args.size)
     quiet_model_loading()
     if args.model is None and not (EMBEDDED_MODEL_DIR / "model_index.json").is_file():
         adapter, model_name = _untrained_backbone(args.device, DTYPES[args.dtype]), UNTRAINED_NOTE
     else:
         adapter = load_backbone("cod", args.model, device=args.device, dtype=DTYPES[args.dtype])
         model_name = args.model or EMBEDDED_MODEL_DIR
-    print(f"model: {model_name}\nimage: {sample} (centre {args.size}x{args.size})")
+    print(f"model: {model_name}\nimage: {sample} (resized to {args.size}x{args.size})")
 
+    # Targets at or below the condition-only file are that file; the rest come from one encode.
+    smallest_bpp = encode(image, adapter, stop_step=0, progress=False).points[0].bpp
+    targets = sorted(target for target in args.bpp if target > smallest_bpp)
+    for target in sorted(set(args.bpp) - set(targets)):
+        print(f"note: {target} bpp is below the condition-only stream ({smallest_bpp:.4f} bpp) at this size")
     start = time.perf_counter()
     result = encode(
         image,
         adapter,
-        target_bpp=sorted(args.bpp),
+        **({"target_bpp": targets} if targets else {"stop_step": 0}),
         simulator=build_simulator(args.coder, args.chunk_bits),
         progress=not args.no_progress,
     )
     encode_seconds = time.perf_counter() - start
-    points = [(0, result.stream(0))] + [(point.stop_step, point.stream) for point in result.points]
+    # The condition alone, then every requested cut (targets that fall on the same stop step give one stream).
+    cuts = {0: result.stream(0), **{point.stop_step: point.stream for point in result.points}}
+    points = sorted(cuts.items())
 
     args.output.mkdir(parents=True, exist_ok=True)
     original = to_uint8(image)

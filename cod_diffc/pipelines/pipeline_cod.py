@@ -69,7 +69,7 @@ class CodPipeline(DiffusionPipeline):
         scheduler: CodFlowMatchScheduler,
         vae: AutoencoderKL | None = None,
         default_guidance_scale: float = 3.0,
-        guidance_interval: tuple[float, float] = (0.0, 0.9),
+        guidance_interval: tuple = (0.0, 0.9),
     ):
         super().__init__()
         if not 0.0 <= guidance_interval[0] < guidance_interval[1] <= 1.0:

@@ -23,3 +23,18 @@ def test_configs_lists_every_named_configuration(capsys):
     assert main(["configs"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in NAMED_CONFIGS)
+
+
+def test_demo_writes_streams_reconstructions_and_a_side_by_side_picture(tmp_path, capsys):
+    import PIL.Image
+
+    assert main(["demo", "-o", str(tmp_path), "--size", "64", "--bpp", "0.01", "0.5", "--denoise-steps", "1",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "UNTRAINED" in out and "below the condition-only stream" in out and "PSNR" in out
+    streams = sorted(tmp_path.glob("*.cdc"))
+    assert [p.name for p in streams][0] == "condition_only.cdc" and len(streams) == 2
+    for stream in streams:
+        assert f"{stream.stat().st_size:>8}" in out
+        assert PIL.Image.open(stream.with_suffix(".png")).size == (64, 64)
+    assert PIL.Image.open(tmp_path / "side_by_side.png").size == (64 * 3, 64)
