@@ -35,7 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rate = parser.add_mutually_exclusive_group()
     rate.add_argument("--bpp", type=float, help="target bits per pixel (whole file)")
     rate.add_argument("--bpp-list", type=float, nargs="+", metavar="BPP", help="several target rates at once")
-    rate.add_argument("--stop-step", type=int, nargs="+", metavar="N", help="cut after N DiffC steps (0: condition only)")
+    rate.add_argument(
+        "--stop-step", type=int, nargs="+", metavar="N", help="cut after N DiffC steps (0: condition only)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="DiffC schedule length (default: the codec's)")
     add_coder_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness, stored in the stream")

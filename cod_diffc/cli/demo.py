@@ -31,7 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("cod_diffc_demo"), help="output directory")
     parser.add_argument("--image", type=Path, help="image to use instead of the shipped sample")
     parser.add_argument("--model", help="CoD pipeline directory (default: the embedded model)")
-    parser.add_argument("--size", type=int, default=256, help="side of the square the image is resized to (default 256)")
+    parser.add_argument(
+        "--size", type=int, default=256, help="side of the square the image is resized to (default 256)"
+    )
     parser.add_argument("--bpp", type=float, nargs="+", default=list(DEFAULT_RATES), help="target rates")
     add_coder_arguments(parser)
     parser.add_argument("--denoise-steps", type=int, default=25, help="probability-flow ODE steps when decoding")

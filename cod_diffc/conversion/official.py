@@ -124,9 +124,13 @@ def check_against_model(
     )
     problems = []
     if missing:
-        problems.append(f"{len(missing)} parameters of the {component} are not in the checkpoint: {_format_keys(missing)}")
+        problems.append(
+            f"{len(missing)} parameters of the {component} are not in the checkpoint: {_format_keys(missing)}"
+        )
     if unexpected:
-        problems.append(f"{len(unexpected)} checkpoint tensors have no {component} parameter: {_format_keys(unexpected)}")
+        problems.append(
+            f"{len(unexpected)} checkpoint tensors have no {component} parameter: {_format_keys(unexpected)}"
+        )
     if mis_shaped:
         problems.append(f"{len(mis_shaped)} shapes differ in the {component}: {_format_keys(mis_shaped)}")
     if problems:
@@ -171,8 +175,19 @@ def official_init_args_to_kwargs(
     Returns:
         `{"condition_codec": {...}, "transformer": {...}}`.
     """
-    known = {"in_channels", "patch_size", "num_groups", "hidden_size", "num_blocks", "num_cond_blocks",
-             "hidden_size_x", "nerf_mlpratio", "ds", "codebook_bits", "up2x"}
+    known = {
+        "in_channels",
+        "patch_size",
+        "num_groups",
+        "hidden_size",
+        "num_blocks",
+        "num_cond_blocks",
+        "hidden_size_x",
+        "nerf_mlpratio",
+        "ds",
+        "codebook_bits",
+        "up2x",
+    }
     unknown = sorted(set(init_args) - known)
     if unknown:
         raise CheckpointConversionError(f"unknown official denoiser arguments: {', '.join(unknown)}")
@@ -189,7 +204,9 @@ def official_init_args_to_kwargs(
     }
     if is_pixel:
         # The official class default of the neural-field MLP ratio is 4; the released yaml sets 2.
-        transformer.update(head_hidden_size=init_args["hidden_size_x"], head_mlp_ratio=init_args.get("nerf_mlpratio", 4))
+        transformer.update(
+            head_hidden_size=init_args["hidden_size_x"], head_mlp_ratio=init_args.get("nerf_mlpratio", 4)
+        )
     codec = {
         "base_channels": int(constants["ENC_CH"]),
         "codebook_dim": int(constants["CB_DIM"]),

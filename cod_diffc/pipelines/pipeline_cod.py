@@ -150,7 +150,8 @@ class CodPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ conditions
     def preprocess(self, image: ImageInput) -> torch.Tensor:
-        """PIL image(s), `(H, W, 3)` / `(B, H, W, 3)` arrays or `(B, 3, H, W)` tensors → float `(B, 3, H, W)` in [0, 1]."""
+        """PIL image(s), `(H, W, 3)` / `(B, H, W, 3)` arrays or `(B, 3, H, W)` tensors → float `(B, 3, H, W)` in
+        [0, 1]."""
         if isinstance(image, np.ndarray) and image.dtype == np.uint8:
             image = image.astype(np.float32) / 255.0
         elif isinstance(image, list) and image and isinstance(image[0], np.ndarray) and image[0].dtype == np.uint8:

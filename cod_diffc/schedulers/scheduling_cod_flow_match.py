@@ -35,9 +35,9 @@ class CodFlowMatchScheduler(SchedulerMixin, ConfigMixin):
     The sampler of CoD ([arXiv 2511.18706](https://arxiv.org/abs/2511.18706)): a linear multistep (Adams–Bashforth)
     solver of the rectified-flow ODE on the released time grid.
 
-    In CoD's time the network is evaluated at ``t_i`` for ``i < N`` on ``linspace(0, 1 - last_step_size, N)`` followed by
-    ``1.0``; step ``i`` moves by ``dt_i = t_{i+1} - t_i`` with ``a_i * v_{i-1} + b_i * v_i``, the integral over
-    ``[t_i, t_{i+1}]`` of the line through the last two velocities (step 0 is an Euler step). With one step the
+    In CoD's time the network is evaluated at ``t_i`` for ``i < N`` on ``linspace(0, 1 - last_step_size, N)``
+    followed by ``1.0``; step ``i`` moves by ``dt_i = t_{i+1} - t_i`` with ``a_i * v_{i-1} + b_i * v_i``, the
+    integral over ``[t_i, t_{i+1}]`` of the line through the last two velocities (step 0 is an Euler step). With one step the
     sampler is the closed-form one-step decode ``x0 = noise - v(noise, sigma=1)``, CoD's highest-PSNR setting. The
     velocity history holds what the pipeline passes to :meth:`step`, i.e. the guided velocities, as in the release.
 
@@ -151,9 +151,7 @@ class CodFlowMatchScheduler(SchedulerMixin, ConfigMixin):
             return (prev_sample,)
         return CodFlowMatchSchedulerOutput(prev_sample=prev_sample)
 
-    def scale_noise(
-        self, sample: torch.Tensor, timestep: float | torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
+    def scale_noise(self, sample: torch.Tensor, timestep: float | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """
         The forward process: `(1 - sigma) * sample + sigma * noise`, with `timestep` the noise level `sigma` in
         [0, 1] (a float, or a tensor broadcastable over the batch dimension).

@@ -94,7 +94,9 @@ def test_standalone_codec_round_trip_and_byte_count(pixel_pipe):
     files = pixel_pipe.encode(images)
     codec = pixel_pipe.condition_codec
     assert [len(f) for f in files] == [4 + codec.bytes_per_image(64, 96)] * 2
-    decoded = pixel_pipe.decode(files, num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np")
+    decoded = pixel_pipe.decode(
+        files, num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np"
+    )
     direct = pixel_pipe(images, num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np")
     assert np.array_equal(decoded.images, direct.images)
 

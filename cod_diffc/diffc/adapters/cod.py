@@ -94,7 +94,11 @@ class CodBackbone(FlowMatchingAdapterMixin):
             components = {"transformer": self.pipeline.transformer, "condition_codec": self.pipeline.condition_codec}
             if self.pipeline.vae is not None:
                 components["vae"] = self.pipeline.vae
-            weights = {f"{name}.{key}": value for name, module in components.items() for key, value in module.state_dict().items()}
+            weights = {
+                f"{name}.{key}": value
+                for name, module in components.items()
+                for key, value in module.state_dict().items()
+            }
             self._fingerprint = fingerprint_state_dict(weights, {"latent_scale": self.pipeline.latent_scale})
         return self._fingerprint
 
