@@ -37,9 +37,10 @@ class CodFlowMatchScheduler(SchedulerMixin, ConfigMixin):
 
     In CoD's time the network is evaluated at ``t_i`` for ``i < N`` on ``linspace(0, 1 - last_step_size, N)``
     followed by ``1.0``; step ``i`` moves by ``dt_i = t_{i+1} - t_i`` with ``a_i * v_{i-1} + b_i * v_i``, the
-    integral over ``[t_i, t_{i+1}]`` of the line through the last two velocities (step 0 is an Euler step). With one step the
-    sampler is the closed-form one-step decode ``x0 = noise - v(noise, sigma=1)``, CoD's highest-PSNR setting. The
-    velocity history holds what the pipeline passes to :meth:`step`, i.e. the guided velocities, as in the release.
+    integral over ``[t_i, t_{i+1}]`` of the line through the last two velocities (step 0 is an Euler step). With one
+    step the sampler is the closed-form one-step decode ``x0 = noise - v(noise, sigma=1)``, CoD's highest-PSNR
+    setting. The velocity history holds what the pipeline passes to :meth:`step`, i.e. the guided velocities, as in
+    the release.
 
     As in the released sampler, the grid and the step sizes are float32 numbers, and the noise level passed to the
     network is ``1 - t`` where ``t`` is the running float32 sum of the step sizes (it differs from the grid by a few
