@@ -22,14 +22,8 @@ FAST = ["--steps", "6", "--coder", "plain", "--chunk-bits", "8", "--no-progress"
 
 def assert_cli_matches_the_encoder(adapter, image_path, stream_path, png_path, stop_step, denoise_steps):
     """The CLI's stream equals a Python encode with the FAST settings, and its PNG the encoder's own reconstruction."""
-    result = encode(
-        load_image(image_path),
-        adapter,
-        stop_step=stop_step,
-        schedule=DiffCSchedule(num_steps=6),
-        simulator=ChunkedPFRSimulator(max_chunk_bits=8),
-        progress=False,
-    )
+    result = encode(load_image(image_path), adapter, stop_step=stop_step, schedule=DiffCSchedule(num_steps=6),
+                    simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
     (point,) = result.points
     assert point.stream == stream_path.read_bytes()
     latent = denoise(point.latent, point.t, adapter, adapter.default_guidance_scale, denoise_steps, progress=False)
@@ -48,41 +42,13 @@ def workspace(tmp_path_factory):
 
 def test_compress_then_decompress_gives_the_encoders_reconstruction(workspace, capsys):
     stream_path, png_path = workspace / "photo.cdc", workspace / "photo_decoded.png"
-    assert (
-        main(
-            [
-                "compress",
-                str(workspace / "photo.png"),
-                "--model",
-                str(workspace / "model"),
-                "--stop-step",
-                "3",
-                "-o",
-                str(stream_path),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--stop-step", "3",
+                 "-o", str(stream_path), *FAST]) == 0
     summary = capsys.readouterr().out
     size = stream_path.stat().st_size
     assert f"{size} bytes, {8 * size / (64 * 96):.4f} bpp, stop step 3" in summary
-    assert (
-        main(
-            [
-                "decompress",
-                str(stream_path),
-                "--model",
-                str(workspace / "model"),
-                "--denoise-steps",
-                "3",
-                "-o",
-                str(png_path),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(["decompress", str(stream_path), "--model", str(workspace / "model"), "--denoise-steps", "3",
+                 "-o", str(png_path), "--no-progress"]) == 0
 
     adapter = load_backbone("cod", str(workspace / "model"))
     assert_cli_matches_the_encoder(adapter, workspace / "photo.png", stream_path, png_path, 3, 3)
@@ -90,63 +56,19 @@ def test_compress_then_decompress_gives_the_encoders_reconstruction(workspace, c
 
 def test_one_encode_gives_several_rates_into_a_directory(workspace, capsys):
     out = workspace / "rates"
-    assert (
-        main(
-            [
-                "compress",
-                str(workspace / "photo.png"),
-                "--model",
-                str(workspace / "model"),
-                "--stop-step",
-                "0",
-                "2",
-                "4",
-                "-o",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"),
+                 "--stop-step", "0", "2", "4", "-o", str(out), *FAST]) == 0
     sizes = [(out / f"photo_step{n}.cdc").stat().st_size for n in (0, 2, 4)]
     assert sizes[0] < sizes[1] < sizes[2]
-    assert (
-        main(
-            [
-                "decompress",
-                *(str(out / f"photo_step{n}.cdc") for n in (0, 2, 4)),
-                "--model",
-                str(workspace / "model"),
-                "--denoise-steps",
-                "2",
-                "-o",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(["decompress", *(str(out / f"photo_step{n}.cdc") for n in (0, 2, 4)), "--model",
+                 str(workspace / "model"), "--denoise-steps", "2", "-o", str(out), "--no-progress"]) == 0
     assert all((out / f"photo_step{n}.png").is_file() for n in (0, 2, 4))
 
 
 def test_target_bpp_picks_a_stream_that_fits(workspace):
     out = workspace / "bpp.cdc"
-    assert (
-        main(
-            [
-                "compress",
-                str(workspace / "photo.png"),
-                "--model",
-                str(workspace / "model"),
-                "--bpp",
-                "0.5",
-                "-o",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--bpp", "0.5",
+                 "-o", str(out), *FAST]) == 0
     assert 8 * out.stat().st_size / (64 * 96) <= 0.5
 
 
@@ -200,22 +122,8 @@ def test_huge_images_are_refused_before_decoding(tmp_path):
 
 def test_streams_of_another_model_or_corrupt_streams_are_refused(workspace, capsys, tmp_path):
     stream = tmp_path / "photo.cdc"
-    assert (
-        main(
-            [
-                "compress",
-                str(workspace / "photo.png"),
-                "--model",
-                str(workspace / "model"),
-                "--stop-step",
-                "2",
-                "-o",
-                str(stream),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--stop-step", "2",
+                 "-o", str(stream), *FAST]) == 0
     capsys.readouterr()
     out = tmp_path / "decoded.png"
     error = run_failing(["decompress", str(stream), "--model", str(workspace / "other_model"), "-o", str(out)], capsys)
@@ -224,9 +132,8 @@ def test_streams_of_another_model_or_corrupt_streams_are_refused(workspace, caps
     data = bytearray(stream.read_bytes())
     data[len(data) // 2] ^= 0xFF
     corrupt.write_bytes(bytes(data))
-    assert "corrupt.cdc" in run_failing(
-        ["decompress", str(corrupt), "--model", str(workspace / "model"), "-o", str(out)], capsys
-    )
+    assert "corrupt.cdc" in run_failing(["decompress", str(corrupt), "--model", str(workspace / "model"),
+                                         "-o", str(out)], capsys)
     assert not out.exists()
 
 
@@ -239,37 +146,14 @@ def test_backbones_lists_builtins_and_installed_plugins(installed_plugin, capsys
 def test_stable_diffusion_backbone_end_to_end(tmp_path, capsys):
     model = save_tiny_sd_pipeline(tmp_path / "sd", "epsilon")
     rng = np.random.default_rng(1)
-    PIL.Image.fromarray(rng.integers(0, 256, (SD_IMAGE_SIZE, SD_IMAGE_SIZE, 3), dtype=np.uint8)).save(
-        tmp_path / "a.png"
-    )
+    pixels = rng.integers(0, 256, (SD_IMAGE_SIZE, SD_IMAGE_SIZE, 3), dtype=np.uint8)
+    PIL.Image.fromarray(pixels).save(tmp_path / "a.png")
     stream, png = tmp_path / "a.cdc", tmp_path / "a_decoded.png"
-    assert (
-        main(
-            [
-                "compress",
-                str(tmp_path / "a.png"),
-                "--backbone",
-                "sd",
-                "--model",
-                str(model),
-                "--stop-step",
-                "4",
-                "--option",
-                "prompt=a cat",
-                "-o",
-                str(stream),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert main(["compress", str(tmp_path / "a.png"), "--backbone", "sd", "--model", str(model), "--stop-step", "4",
+                 "--option", "prompt=a cat", "-o", str(stream), *FAST]) == 0
     assert f"{stream.stat().st_size} bytes" in capsys.readouterr().out
-    assert (
-        main(
-            ["decompress", str(stream), "--model", str(model), "--denoise-steps", "2", "-o", str(png), "--no-progress"]
-        )
-        == 0
-    )
+    assert main(["decompress", str(stream), "--model", str(model), "--denoise-steps", "2", "-o", str(png),
+                 "--no-progress"]) == 0
 
     adapter = load_backbone("sd", str(model), prompt="a cat")
     assert_cli_matches_the_encoder(adapter, tmp_path / "a.png", stream, png, 4, 2)
