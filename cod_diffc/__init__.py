@@ -1,17 +1,38 @@
-"""cod_diffc: CoD as diffusers components, and the DiffC zero-shot codec on Stable Diffusion or CoD."""
+"""cod_diffc: CoD as diffusers components, and the DiffC zero-shot codec on Stable Diffusion or CoD.
 
-from cod_diffc.models import CodConditionCodec, CodTransformer2DModel
-from cod_diffc.pipelines import NAMED_CONFIGS, CodPipeline, CodPipelineOutput
-from cod_diffc.schedulers import CodFlowMatchScheduler
+The public classes are imported on first use, so that `import cod_diffc.cli` (and `cod-diffc --help`) does not pay
+for importing diffusers.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "NAMED_CONFIGS",
-    "CodConditionCodec",
-    "CodFlowMatchScheduler",
-    "CodPipeline",
-    "CodPipelineOutput",
-    "CodTransformer2DModel",
-]
+_EXPORTS = {
+    "CodConditionCodec": "cod_diffc.models",
+    "CodTransformer2DModel": "cod_diffc.models",
+    "CodFlowMatchScheduler": "cod_diffc.schedulers",
+    "NAMED_CONFIGS": "cod_diffc.pipelines",
+    "CodPipeline": "cod_diffc.pipelines",
+    "CodPipelineOutput": "cod_diffc.pipelines",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:
+    from cod_diffc.models import CodConditionCodec, CodTransformer2DModel
+    from cod_diffc.pipelines import NAMED_CONFIGS, CodPipeline, CodPipelineOutput
+    from cod_diffc.schedulers import CodFlowMatchScheduler
