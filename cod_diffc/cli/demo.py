@@ -12,11 +12,6 @@ from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments
 
 DEFAULT_RATES = (0.02, 0.05, 0.1)
 
-UNTRAINED_NOTE = (
-    "UNTRAINED tiny CoD (random weights, seed 0): no trained model is embedded in this installation yet, so the "
-    "reconstructions show the codec's mechanics (rate grows, the decoder replays the encoder), not CoD's quality"
-)
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -30,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, default=Path("cod_diffc_demo"), help="output directory")
     parser.add_argument("--image", type=Path, help="image to use instead of the shipped sample")
-    parser.add_argument("--model", help="CoD pipeline directory (default: the embedded model)")
+    parser.add_argument("--model", help="CoD pipeline directory (default: the embedded cod-pixel-small)")
     parser.add_argument(
         "--size", type=int, default=256, help="side of the square the image is resized to (default 256)"
     )
@@ -52,17 +47,6 @@ def _square(image, size: int):
     return resized[..., top : top + size, left : left + size].clamp(0, 1)
 
 
-def _untrained_backbone(device: str, dtype):
-    """The `cod-pixel-tiny` configuration with seeded random weights, as a DiffC backbone."""
-    import torch
-
-    from cod_diffc.diffc.adapters.cod import CodBackbone
-    from cod_diffc.pipelines.pipeline_cod import CodPipeline
-
-    torch.manual_seed(0)
-    return CodBackbone(CodPipeline.from_named_config("cod-pixel-tiny").to(device=device, dtype=dtype))
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -75,18 +59,15 @@ def run(args: argparse.Namespace) -> int:
         save_image,
     )
     from cod_diffc.diffc import decompress, encode, load_backbone
-    from cod_diffc.diffc.adapters.cod import EMBEDDED_MODEL_DIR
     from cod_diffc.evaluation.metrics import psnr, to_uint8
+    from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
     sample = args.image or Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))
     image = _square(load_image(sample), args.size)
     quiet_model_loading()
-    if args.model is None and not (EMBEDDED_MODEL_DIR / "model_index.json").is_file():
-        adapter, model_name = _untrained_backbone(args.device, DTYPES[args.dtype]), UNTRAINED_NOTE
-    else:
-        adapter = load_backbone("cod", args.model, device=args.device, dtype=DTYPES[args.dtype])
-        model_name = args.model or EMBEDDED_MODEL_DIR
-    print(f"model: {model_name}\nimage: {sample} (resized to {args.size}x{args.size})")
+    adapter = load_backbone("cod", args.model, device=args.device, dtype=DTYPES[args.dtype])
+    print(f"model: {args.model or DEFAULT_EMBEDDED_MODEL + ' (embedded)'}")
+    print(f"image: {sample} (resized to {args.size}x{args.size})")
 
     # Targets at or below the condition-only file are that file; the rest come from one encode.
     smallest_bpp = encode(image, adapter, stop_step=0, progress=False).points[0].bpp

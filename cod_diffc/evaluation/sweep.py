@@ -130,28 +130,27 @@ class DiffCMethod(RateMethod):
         self.num_denoise_steps = num_denoise_steps
 
     def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
-        from cod_diffc.diffc import denoise, encode
+        from cod_diffc.diffc import decompress, encode
 
         start = time.perf_counter()
         result = encode(image, self.adapter, target_bpp=list(target_bpps), progress=False, **self.encode_options)
         encoding_time = time.perf_counter() - start
         reconstructions = []
         for target, point in zip(target_bpps, result.points):
+            # Decoded from the file as a receiver would: replay the coded steps, then the probability-flow ODE.
             start = time.perf_counter()
-            clean_latent = denoise(
-                point.latent,
-                point.t,
+            decoded = decompress(
+                point.stream,
                 self.adapter,
-                result.header.denoise_guidance_scale,
-                self.num_denoise_steps,
+                num_denoise_steps=self.num_denoise_steps,
+                simulator=self.encode_options["simulator"],
                 progress=False,
             )
-            decoded = to_uint8(self.adapter.decode_latent(clean_latent))
             reconstructions.append(
                 Reconstruction(
                     target_bpp=target,
                     stream=point.stream,
-                    image=decoded,
+                    image=to_uint8(decoded),
                     setting=f"stop_step={point.stop_step}",
                     encoding_time=encoding_time,
                     decoding_time=time.perf_counter() - start,

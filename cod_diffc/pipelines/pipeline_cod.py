@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -15,6 +16,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from cod_diffc.models.condition_codec_cod import CodConditionCodec
 from cod_diffc.models.transformer_cod import CodTransformer2DModel
+from cod_diffc.pipelines.embedded_models import EMBEDDED_MODELS, resolve_embedded_model
 from cod_diffc.pipelines.named_configs import get_named_config
 from cod_diffc.schedulers.scheduling_cod_flow_match import CodFlowMatchScheduler
 
@@ -69,7 +71,7 @@ class CodPipeline(DiffusionPipeline):
         scheduler: CodFlowMatchScheduler,
         vae: AutoencoderKL | None = None,
         default_guidance_scale: float = 3.0,
-        guidance_interval: tuple = (0.0, 0.9),
+        guidance_interval: tuple[float, float] | list[float] = (0.0, 0.9),
     ):
         super().__init__()
         if not 0.0 <= guidance_interval[0] < guidance_interval[1] <= 1.0:
@@ -89,6 +91,18 @@ class CodPipeline(DiffusionPipeline):
             default_guidance_scale=default_guidance_scale, guidance_interval=tuple(guidance_interval)
         )
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False, do_convert_rgb=True)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> CodPipeline:
+        """
+        Loads a saved pipeline: a local folder, a hub id, or the name of a model that ships inside the package
+        (`"cod-pixel-small"`, see `cod_diffc.pipelines.embedded_models`). The embedded models are stored in float16
+        and load in float32 unless `dtype=` says otherwise. Other arguments are `DiffusionPipeline.from_pretrained`'s.
+        """
+        resolved = resolve_embedded_model(pretrained_model_name_or_path)
+        if resolved in EMBEDDED_MODELS.values():
+            kwargs.setdefault("dtype", torch.float32)
+        return super().from_pretrained(resolved, **kwargs)
 
     @classmethod
     def from_named_config(cls, name: str, vae: AutoencoderKL | None = None) -> CodPipeline:

@@ -84,7 +84,7 @@ def load_rgb_image(path: str | Path) -> PIL.Image.Image:
     return image.convert("RGB")
 
 
-def _resize_short_side(image: PIL.Image.Image, resolution: int, max_short_side: int | None) -> PIL.Image.Image:
+def resize_short_side(image: PIL.Image.Image, resolution: int, max_short_side: int | None) -> PIL.Image.Image:
     """Upscales an image whose short side is below `resolution`, downscales one above `max_short_side`."""
     short_side = min(image.size)
     if short_side < resolution:
@@ -149,7 +149,7 @@ class TrainImageDataset(Dataset):
         else:
             raise ValueError("none of the training images can be decoded")
 
-        image = _resize_short_side(image, self.resolution, self.max_short_side)
+        image = resize_short_side(image, self.resolution, self.max_short_side)
         left = int(rng.integers(0, image.width - self.resolution + 1))
         top = int(rng.integers(0, image.height - self.resolution + 1))
         image = image.crop((left, top, left + self.resolution, top + self.resolution))
@@ -245,7 +245,7 @@ def load_validation_images(paths: Sequence[Path], resolution: int, max_short_sid
     """Centre crops of the validation images, `(N, 3, resolution, resolution)` uint8."""
     crops = []
     for path in paths:
-        image = _resize_short_side(load_rgb_image(path), resolution, max_short_side)
+        image = resize_short_side(load_rgb_image(path), resolution, max_short_side)
         left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
         crops.append(_to_tensor(image.crop((left, top, left + resolution, top + resolution))))
     return torch.stack(crops)

@@ -16,10 +16,6 @@ from ..adapter import FlowMatchingAdapterMixin, fingerprint_state_dict
 from ..errors import StreamError
 
 
-EMBEDDED_MODEL_DIR = Path(__file__).resolve().parents[2] / "weights" / "cod-pixel-small"
-"""The small pixel-space CoD that ships inside the package; used when no model is given."""
-
-
 class CodBackbone(FlowMatchingAdapterMixin):
     r"""
     A [`~cod_diffc.CodPipeline`] as a DiffC backbone.
@@ -122,15 +118,13 @@ def load_cod_backbone(
 ) -> CodBackbone:
     """
     Registry factory of the `cod` backbone: a saved [`~cod_diffc.CodPipeline`] directory (from `cod-diffc train` or
-    `cod-diffc convert`), a hub id (only with `allow_download=True`, or when it is in the local cache), or the
-    embedded model when `model` is `None`.
+    `cod-diffc convert`), a hub id (only with `allow_download=True`, or when it is in the local cache), or the name
+    of an embedded model; the embedded `cod-pixel-small` when `model` is `None`.
     """
+    from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL, resolve_embedded_model
     from cod_diffc.pipelines.pipeline_cod import CodPipeline
 
-    if model is None:
-        if not (EMBEDDED_MODEL_DIR / "model_index.json").is_file():
-            raise ValueError("this installation has no embedded CoD model; pass --model PIPELINE_DIR")
-        model = EMBEDDED_MODEL_DIR
+    model = resolve_embedded_model(DEFAULT_EMBEDDED_MODEL if model is None else model)
     if Path(model).exists():
         _check_pipeline_dir(model)
     # Weights may be stored in half precision (the embedded model is); compute in float32 unless told otherwise.

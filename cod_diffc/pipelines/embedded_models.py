@@ -1,0 +1,30 @@
+"""The CoD models that ship inside the package, loadable by name: `CodPipeline.from_pretrained("cod-pixel-small")`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+EMBEDDED_MODELS: dict[str, Path] = {"cod-pixel-small": WEIGHTS_DIR / "cod-pixel-small"}
+"""Name -> saved `CodPipeline` folder inside the package (model card: docs/model_card_cod_pixel_small.md)."""
+
+DEFAULT_EMBEDDED_MODEL = "cod-pixel-small"
+"""The model `cod-diffc compress --backbone cod` uses when `--model` is not given."""
+
+
+def resolve_embedded_model(name_or_path: str | Path) -> str | Path:
+    """The package folder of an embedded model's name; anything else (a local folder, a hub id) unchanged.
+
+    A local folder that happens to carry an embedded model's name wins, as local folders win over hub ids.
+
+    Raises:
+        `FileNotFoundError`: if the name is an embedded model's but its files are missing from this installation.
+    """
+    folder = EMBEDDED_MODELS.get(str(name_or_path))
+    if folder is None or Path(name_or_path).exists():
+        return name_or_path
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"the embedded model {name_or_path} is missing from this installation ({folder})")
+    return folder
