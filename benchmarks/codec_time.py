@@ -17,16 +17,15 @@ import time
 from pathlib import Path
 
 import torch
+from kodak import kodak_centre_crop
 
 from cod_diffc import CodPipeline
-from cod_diffc.cli._common import load_image
 from cod_diffc.diffc import decode, denoise, encode, load_backbone
 from cod_diffc.diffc.adapters.cod import CodBackbone
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 
 
 ROOT = Path(__file__).resolve().parents[1]
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
 TINY_REPETITIONS = 3
 TINY_TARGET_BPP = [0.1, 0.3]
 EMBEDDED_IMAGES = ["kodim05", "kodim14", "kodim23"]
@@ -41,13 +40,6 @@ def tiny_backbone(name: str) -> CodBackbone:
             if parameter.abs().sum() == 0:
                 parameter.normal_(0, 0.02)
     return CodBackbone(pipe)
-
-
-def kodak_centre_crop(name: str, size: int) -> torch.Tensor:
-    """The `size` x `size` centre crop of a Kodak image, `(1, 3, size, size)` in [0, 1]."""
-    image = load_image(KODAK / f"{name}.png")
-    top, left = (image.shape[-2] - size) // 2, (image.shape[-1] - size) // 2
-    return image[..., top : top + size, left : left + size]
 
 
 def time_codec(adapter, image: torch.Tensor, target_bpp: list[float]) -> dict:

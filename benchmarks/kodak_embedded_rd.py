@@ -20,33 +20,19 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
+from kodak import write_kodak_centre_crops
 
 from cod_diffc.cli import main as cod_diffc_main
 from cod_diffc.evaluation.report import plot_rd
 
 
 ROOT = Path(__file__).resolve().parents[1]
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
 OUTPUT = ROOT / "results" / "kodak_embedded"
 DIFFC = "cod_diffc-cod"
 # Below these comes the condition-only file's rate (the DiffC header + 4 bits per 32 x 32 block), computed.
 TARGET_BPP = [0.015, 0.03, 0.06, 0.12, 0.25, 0.5]
 BASELINES = ["jpeg", "webp", "avif"]
 DECODE_TIMING_BPP = 0.06  # the cut whose stored files are decompressed again, to time a receiver's decode
-
-
-def centre_crops(size: int, folder: Path) -> Path:
-    """Writes the `size` x `size` centre crops of the Kodak images to `folder` (PNG, lossless)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    sources = sorted(KODAK.glob("kodim*.png"))
-    if len(sources) != 24:
-        raise SystemExit(f"error: expected the 24 Kodak images in {KODAK}, found {len(sources)}")
-    for source in sources:
-        with PIL.Image.open(source) as image:
-            left, top = (image.width - size) // 2, (image.height - size) // 2
-            image.convert("RGB").crop((left, top, left + size, top + size)).save(folder / source.name)
-    return folder
 
 
 def condition_only_bpp(size: int) -> float:
@@ -124,7 +110,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     args = parser.parse_args()
 
-    crops = centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
+    crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
     targets = [math.ceil(condition_only_bpp(args.size) * 1e6) / 1e6, *TARGET_BPP]  # 6 digits, never below
     status = cod_diffc_main(
         [

@@ -17,27 +17,20 @@ import time
 from pathlib import Path
 
 import torch
+from kodak import kodak_centre_crop
 
-from cod_diffc.cli._common import build_simulator, load_image
+from cod_diffc.cli._common import build_simulator
 from cod_diffc.diffc import decompress, encode, load_backbone
 from cod_diffc.evaluation.bjontegaard import bd_psnr, bd_rate
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 
 
 ROOT = Path(__file__).resolve().parents[1]
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
 RESULTS = ROOT / "results" / "rcc_operating_point.json"
 IMAGES = ["kodim04", "kodim08", "kodim15", "kodim20"]
 SIZE = 256
 TARGET_BPP = [0.02, 0.05, 0.1, 0.2, 0.4]
 SETTINGS = [("pooled", 15), ("pooled", 13), ("pooled", 17)]  # the default first: it is the anchor
-
-
-def centre_crop(name: str) -> torch.Tensor:
-    """The `SIZE` x `SIZE` centre crop of a Kodak image, `(1, 3, SIZE, SIZE)` in [0, 1]."""
-    image = load_image(KODAK / f"{name}.png")
-    top, left = (image.shape[-2] - SIZE) // 2, (image.shape[-1] - SIZE) // 2
-    return image[..., top : top + SIZE, left : left + SIZE]
 
 
 def run_setting(adapter, images: dict[str, torch.Tensor], coder: str, chunk_bits: int) -> dict:
@@ -68,7 +61,7 @@ def run_setting(adapter, images: dict[str, torch.Tensor], coder: str, chunk_bits
 
 def main() -> None:
     adapter = load_backbone("cod")
-    images = {name: centre_crop(name) for name in IMAGES}
+    images = {name: kodak_centre_crop(name, SIZE) for name in IMAGES}
     rows = []
     for coder, chunk_bits in SETTINGS:
         rows.append(run_setting(adapter, images, coder, chunk_bits))

@@ -1,0 +1,30 @@
+"""The Kodak images of `../shared/data/kodak/` as the benchmarks use them: centre crops, the same for every method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cod_diffc.cli._common import load_image, save_image
+
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+def kodak_centre_crop(name: str, size: int) -> torch.Tensor:
+    """The `size` x `size` centre crop of Kodak image `name` (e.g. "kodim23"), `(1, 3, size, size)` in [0, 1]."""
+    image = load_image(KODAK / f"{name}.png")
+    top, left = (image.shape[-2] - size) // 2, (image.shape[-1] - size) // 2
+    return image[..., top : top + size, left : left + size]
+
+
+def write_kodak_centre_crops(size: int, folder: Path) -> Path:
+    """Writes the `size` x `size` centre crops of all 24 Kodak images to `folder` as PNG (lossless)."""
+    names = sorted(path.stem for path in KODAK.glob("kodim*.png"))
+    if len(names) != 24:
+        raise SystemExit(f"error: expected the 24 Kodak images in {KODAK}, found {len(names)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        save_image(folder / f"{name}.png", kodak_centre_crop(name, size))
+    return folder
