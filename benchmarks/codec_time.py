@@ -1,23 +1,26 @@
-"""Time DiffC compress + decompress per image on this machine's CPU.
+"""Time DiffC compress + decompress per image, on the CPU or a GPU.
 
     python benchmarks/codec_time.py              # tiny CoD models (random weights), random images
     python benchmarks/codec_time.py --embedded   # the embedded cod-pixel-small, 512x512 Kodak centre crops, 0.05 bpp
+    python benchmarks/codec_time.py --released --device cuda --dtype bfloat16
+                                                 # released-size cod-pixel-xl (random weights), same images and rate
 
-Writes `results/codec_time_tiny.json` or `results/codec_time_embedded.json`: medians over the repetitions (tiny) or
-the images (embedded) of one encode (every rate) and one decompress of the last cut, which is split into replaying
-the coded steps (`decode_s`) and the probability-flow denoising (`denoise_s`); default (pooled) reverse channel
-coder, default 128-step schedule, 25 denoising steps.
+Writes `results/codec_time_{tiny,embedded,released}.json`: medians over the repetitions (tiny) or the images of one
+encode (every rate) and one decompress of the last cut, which is split into replaying the coded steps (`decode_s`)
+and the probability-flow denoising (`denoise_s`); default (pooled) reverse channel coder, default 128-step
+schedule, 25 denoising steps. `--device` and `--dtype` set where and in what precision the network runs (the
+reverse channel coder runs on the same device, in float32); GPU timings synchronise before every clock read.
 """
 
 import argparse
 import json
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from kodak import kodak_centre_crop
+from timing import clock
 
 from cod_diffc import CodPipeline
 from cod_diffc.diffc import decode, denoise, encode, load_backbone
@@ -28,32 +31,36 @@ from cod_diffc.evaluation.metrics import psnr, to_uint8
 ROOT = Path(__file__).resolve().parents[1]
 TINY_REPETITIONS = 3
 TINY_TARGET_BPP = [0.1, 0.3]
-EMBEDDED_IMAGES = ["kodim05", "kodim14", "kodim23"]
-EMBEDDED_TARGET_BPP = [0.05]
+KODAK_IMAGES = ["kodim05", "kodim14", "kodim23"]
+KODAK_TARGET_BPP = [0.05]
 
 
-def tiny_backbone(name: str) -> CodBackbone:
+def random_backbone(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> CodBackbone:
+    """Named configuration `name` with random weights (seed 0), on `device` in `dtype`."""
     torch.manual_seed(0)
     pipe = CodPipeline.from_named_config(name)
     with torch.no_grad():  # fresh output layers are zero: give the model non-trivial outputs
         for parameter in [*pipe.transformer.parameters(), *pipe.condition_codec.parameters()]:
             if parameter.abs().sum() == 0:
                 parameter.normal_(0, 0.02)
+    pipe.to(device)
+    if dtype != torch.float32:  # diffusers warns on any dtype cast, even a no-op one
+        pipe.to(dtype=dtype)
     return CodBackbone(pipe)
 
 
 def time_codec(adapter, image: torch.Tensor, target_bpp: list[float]) -> dict:
     """One encode at every target, then the decompress of the last cut in its two stages; seconds and quality."""
-    start = time.perf_counter()
+    start = clock(adapter.device)
     points = encode(image, adapter, target_bpp=target_bpp, progress=False).points
-    encode_s = time.perf_counter() - start
-    start = time.perf_counter()
+    encode_s = clock(adapter.device) - start
+    start = clock(adapter.device)
     decoded = decode(points[-1].stream, adapter, progress=False)
-    decode_s = time.perf_counter() - start
-    start = time.perf_counter()
+    decode_s = clock(adapter.device) - start
+    start = clock(adapter.device)
     latent = denoise(decoded.latent, decoded.t, adapter, decoded.stream.denoise_guidance_scale, progress=False)
     reconstruction = adapter.decode_latent(latent)
-    denoise_s = time.perf_counter() - start
+    denoise_s = clock(adapter.device) - start
     return {
         "bytes": [len(point.stream) for point in points],
         "bpp": [point.bpp for point in points],
@@ -76,27 +83,39 @@ def median_row(runs: list[dict], **fields) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embedded", action="store_true", help="time the embedded model on Kodak crops")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--embedded", action="store_true", help="time the embedded model on Kodak crops")
+    models.add_argument(
+        "--released", action="store_true", help="time the released-size cod-pixel-xl (random weights) on Kodak crops"
+    )
+    parser.add_argument("--device", default="cpu", help="where the network and the coder run (default: cpu)")
+    parser.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="the network's precision"
+    )
     args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
 
     rows = []
-    if args.embedded:
-        adapter = load_backbone("cod")
-        runs = [time_codec(adapter, kodak_centre_crop(name, 512), EMBEDDED_TARGET_BPP) for name in EMBEDDED_IMAGES]
+    if args.embedded or args.released:
+        if args.embedded:
+            model, adapter = "cod-pixel-small", load_backbone("cod", device=args.device, dtype=dtype)
+        else:
+            model, adapter = "cod-pixel-xl", random_backbone("cod-pixel-xl", args.device, dtype)
+        runs = [time_codec(adapter, kodak_centre_crop(name, 512), KODAK_TARGET_BPP) for name in KODAK_IMAGES]
         rows.append(
             median_row(
                 runs,
-                model="cod-pixel-small",
+                model=model,
                 image_size=512,
-                images=EMBEDDED_IMAGES,
-                target_bpp=EMBEDDED_TARGET_BPP,
+                images=KODAK_IMAGES,
+                target_bpp=KODAK_TARGET_BPP,
                 per_image=runs,
             )
         )
-        results = ROOT / "results" / "codec_time_embedded.json"
+        results = ROOT / "results" / f"codec_time_{'embedded' if args.embedded else 'released'}.json"
     else:
         for name, size in (("cod-pixel-tiny", 64), ("cod-pixel-tiny", 256), ("cod-latent-tiny", 256)):
-            adapter = tiny_backbone(name)
+            adapter = random_backbone(name, args.device, dtype)
             image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
             runs = [time_codec(adapter, image, TINY_TARGET_BPP) for _ in range(TINY_REPETITIONS)]
             rows.append(
@@ -109,7 +128,13 @@ def main() -> None:
             f"{row['encode_s']:.1f} s, decode {row['decode_s']:.1f} s, denoise {row['denoise_s']:.1f} s, "
             f"in all {row['compress_plus_decompress_s']:.1f} s"
         )
-    machine = {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__}
+    machine = {
+        "cpu_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(adapter.device) if adapter.device.type == "cuda" else "cpu",
+        "dtype": args.dtype,
+    }
     results.parent.mkdir(exist_ok=True)
     results.write_text(json.dumps({"machine": machine, "results": rows}, indent=1) + "\n")
     print(f"wrote {results}")

@@ -24,10 +24,18 @@ def main() -> None:
             transformer = CodTransformer2DModel(**config.transformer)
         codec_count = sum(p.numel() for p in codec.parameters())
         transformer_count = sum(p.numel() for p in transformer.parameters())
-        rows.append({"config": name, "condition_codec": codec_count, "transformer": transformer_count,
-                     "total": codec_count + transformer_count})
-        print(f"{name:<22} codec {codec_count:>13,}  transformer {transformer_count:>13,}  "
-              f"total {codec_count + transformer_count:>13,}")
+        rows.append(
+            {
+                "config": name,
+                "condition_codec": codec_count,
+                "transformer": transformer_count,
+                "total": codec_count + transformer_count,
+            }
+        )
+        print(
+            f"{name:<22} codec {codec_count:>13,}  transformer {transformer_count:>13,}  "
+            f"total {codec_count + transformer_count:>13,}"
+        )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=1))
     print(f"wrote {RESULTS}")

@@ -14,11 +14,16 @@ and at high-fidelity ones) on `shared/reference/rcc/measured_reference_coder.md`
   which also builds the Gaussian pool; `load_average`: the machine's 1-minute load when the row finished (other
   processes on a shared machine slow every timing).
 
+- `candidate_coordinates_per_s`: the candidate coordinates a step scores (`sum_c K_c * d_c`) / `encode_s`.
+
 Usage: `python benchmarks/rcc.py` (about 4 minutes on 2 CPU cores; plain-coder problems that would not fit its
 time budget are skipped with a note). Each coder runs with torch's thread count or one thread, whichever is faster
 on the (possibly shared) machine: the plain coder by its generator's throughput, the pooled one per problem.
+`python benchmarks/rcc.py --device cuda` runs the same problems on a GPU (timings synchronise the device) and writes
+`results/rcc_cuda.json`.
 """
 
+import argparse
 import json
 import math
 import os
@@ -27,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import clock
 
 from cod_diffc.diffc.channel import ChunkedChannelSimulator, ChunkedPFRSimulator
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
@@ -62,31 +68,34 @@ def candidate_coordinates(simulator: ChunkedChannelSimulator, dim: int, kl_bits:
     )
 
 
-def normals_per_second() -> float:
-    generator = CounterGenerator(b"calibration")
-    rows = torch.arange(2048)
+def normals_per_second(device: torch.device) -> float:
+    generator = CounterGenerator(b"calibration", device)
+    rows = torch.arange(2048, device=device)
     generator.normal(torch.zeros_like(rows), rows, 32)
-    start = time.perf_counter()
+    start = clock(device)
     for stream in range(8):
         generator.normal(torch.full_like(rows, stream), rows, 32)
-    return 8 * 2048 * 32 / (time.perf_counter() - start)
+    return 8 * 2048 * 32 / (clock(device) - start)
 
 
-def run_problem(simulator: ChunkedChannelSimulator, dim: int, kl_bits: float, repetitions: int) -> dict:
+def run_problem(
+    simulator: ChunkedChannelSimulator, dim: int, kl_bits: float, repetitions: int, device: torch.device
+) -> dict:
     """Encodes and decodes `repetitions` steps of one problem (new mu and key each) and codes them as one stream."""
     codes, projections, encode_times, decode_times, decode_exact = [], [], [], [], True
     for repetition in range(repetitions):
         mu = random_mu(dim, kl_bits, seed=repetition)
         key = derive_key(b"rcc-benchmark", dim, int(kl_bits), repetition)
-        start = time.perf_counter()
-        code, sample = simulator.encode(mu, key)
-        encode_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        decoded = simulator.decode(code, dim, key)
-        decode_times.append(time.perf_counter() - start)
+        mu_on_device = mu.to(device)
+        start = clock(device)
+        code, sample = simulator.encode(mu_on_device, key)
+        encode_times.append(clock(device) - start)
+        start = clock(device)
+        decoded = simulator.decode(code, dim, key, device)
+        decode_times.append(clock(device) - start)
         decode_exact &= torch.equal(decoded, sample)
         codes.append(code)
-        projections.append((sample.double() @ mu / mu.square().sum()).item())
+        projections.append((sample.cpu().double() @ mu / mu.square().sum()).item())
     layout = simulator.layout(codes[0].kl_code)
     stream = encode_step_codes(codes, simulator)
     index_bits = sum(ideal_index_bits(simulator.layout(code.kl_code), code.indices) for code in codes)
@@ -96,13 +105,13 @@ def run_problem(simulator: ChunkedChannelSimulator, dim: int, kl_bits: float, re
         "kl_bits": kl_bits,
         "bits_per_kl": 8 * len(stream) / (repetitions * kl_bits),
         "zipf_bits_per_kl": index_bits / (repetitions * kl_bits),
-        "fixed_length_bits_per_kl": sum(
-            layout.candidate_bits(chunk) for chunk in range(layout.num_chunks)
-        ) / kl_bits,
+        "fixed_length_bits_per_kl": sum(layout.candidate_bits(chunk) for chunk in range(layout.num_chunks)) / kl_bits,
         "projection": statistics.fmean(projections),
         "projection_sem": statistics.stdev(projections) / math.sqrt(repetitions) if repetitions > 1 else None,
         "encode_s": statistics.median(encode_times),
         "decode_s": statistics.median(decode_times),
+        "candidate_coordinates_per_s": candidate_coordinates(simulator, dim, kl_bits)
+        / statistics.median(encode_times),
         "decode_exact": decode_exact,
         "num_chunks": layout.num_chunks,
         "chunk_bits": sorted({layout.candidate_bits(chunk) for chunk in range(layout.num_chunks)}),
@@ -111,45 +120,55 @@ def run_problem(simulator: ChunkedChannelSimulator, dim: int, kl_bits: float, re
         "padding_bits": simulator.padding_bits,
         "pool_width": getattr(simulator, "pool_width", None),
         "repetitions": repetitions,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg()[0],
     }
 
 
 def run_pooled(
-    simulator: PooledPFRSimulator, dim: int, kl_bits: float, repetitions: int, thread_counts: list[int]
+    simulator: PooledPFRSimulator,
+    dim: int,
+    kl_bits: float,
+    repetitions: int,
+    thread_counts: list[int],
+    device: torch.device,
 ) -> dict:
     """[`run_problem`] with the faster of `thread_counts` (one timed encode each), after a first encode that builds
     the process's Gaussian pool (reported as `first_encode_s`)."""
-    mu = random_mu(dim, kl_bits, seed=-1)
+    mu = random_mu(dim, kl_bits, seed=-1).to(device)
     key = derive_key(b"rcc-benchmark-warmup", dim, int(kl_bits))
-    start = time.perf_counter()
+    start = clock(device)
     simulator.encode(mu, key)
-    first_encode_s = time.perf_counter() - start
+    first_encode_s = clock(device) - start
     previous, encode_s = torch.get_num_threads(), {}
     for num_threads in thread_counts:
         torch.set_num_threads(num_threads)
-        start = time.perf_counter()
+        start = clock(device)
         simulator.encode(mu, key)
-        encode_s[num_threads] = time.perf_counter() - start
+        encode_s[num_threads] = clock(device) - start
     torch.set_num_threads(min(encode_s, key=encode_s.get))
     try:
-        return {**run_problem(simulator, dim, kl_bits, repetitions), "first_encode_s": first_encode_s}
+        return {**run_problem(simulator, dim, kl_bits, repetitions, device), "first_encode_s": first_encode_s}
     finally:
         torch.set_num_threads(previous)
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="where the coders run (default: cpu)")
+    device = torch.device(parser.parse_args().device)
+    results_json = RESULTS_JSON if device.type == "cpu" else RESULTS_JSON.with_name(f"rcc_{device.type}.json")
     plain = ChunkedPFRSimulator(max_chunk_bits=16, padding_bits=2)
     reference_rows = json.loads(REFERENCE_JSON.read_text())["part_b"]
     reference = {(row["dim"], row["kl_bits_analytic"]): row for row in reference_rows}
     # On a shared machine a busy core can make multi-threaded kernels far slower than one thread: use the faster
     # (for the plain coder by its generator's throughput, for the pooled one per problem).
-    thread_counts = sorted({1, torch.get_num_threads()})
+    thread_counts = sorted({1, torch.get_num_threads()}) if device.type == "cpu" else [torch.get_num_threads()]
     throughputs = {}
     for num_threads in thread_counts:
         torch.set_num_threads(num_threads)
-        throughputs[num_threads] = normals_per_second()
+        throughputs[num_threads] = normals_per_second(device)
     num_threads, throughput = max(throughputs.items(), key=lambda item: item[1])
     torch.set_num_threads(num_threads)
     print(f"torch threads {num_threads}, generator ~{throughput / 1e6:.0f} M normals/s")
@@ -165,7 +184,7 @@ def main():
         else:
             problems = [(16384, 1000, POOLED_REPETITIONS)]
         for dim, kl_bits, repetitions in problems:
-            rows.append(run_pooled(pooled, dim, kl_bits, repetitions, thread_counts))
+            rows.append(run_pooled(pooled, dim, kl_bits, repetitions, thread_counts, device))
             print(f"{pooled!r}: dim {dim}, KL {kl_bits}: encode {rows[-1]['encode_s']:.3f} s")
 
     deadline = time.perf_counter() + PLAIN_TIME_BUDGET_S
@@ -174,11 +193,11 @@ def main():
         if time.perf_counter() + estimate_s > deadline:
             print(f"{plain!r}: skipping dim {dim}, KL {kl_bits}: ~{estimate_s:.0f} s exceeds the time budget")
             continue
-        rows.append(run_problem(plain, dim, kl_bits, repetitions))
+        rows.append(run_problem(plain, dim, kl_bits, repetitions, device))
         print(f"{plain!r}: dim {dim}, KL {kl_bits}: encode {rows[-1]['encode_s']:.3f} s")
 
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(rows, indent=1) + "\n")
+    results_json.parent.mkdir(parents=True, exist_ok=True)
+    results_json.write_text(json.dumps(rows, indent=1) + "\n")
 
     header = (
         f"{'method':>11} {'bits':>4} {'pad':>3} {'dim':>6} {'KL':>5} {'reps':>4} {'chunks':>6} | {'bits/KL':>7} "
@@ -198,7 +217,7 @@ def main():
             f"{ref.get('encode_s', math.nan):>9.2f} | {row['decode_s']:>6.3f} {ref.get('decode_s', math.nan):>9.3f} | "
             f"{row['decode_exact']}"
         )
-    print(f"wrote {RESULTS_JSON.relative_to(ROOT)}")
+    print(f"wrote {results_json.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

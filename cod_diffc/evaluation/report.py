@@ -154,4 +154,3 @@ def write_report(
 
 def _format(value: float) -> str:
     return f"{value:.4f}" if math.isfinite(value) and abs(value) < 1000 else f"{value:.4g}"
-

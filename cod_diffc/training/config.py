@@ -338,9 +338,7 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - set(sections))
     if unknown:
         raise ValueError(f"unknown configuration section(s) {', '.join(unknown)}; known: {', '.join(sections)}")
-    config = TrainConfig(
-        **{name: _build_section(cls, values.get(name), name) for name, cls in sections.items()}
-    )
+    config = TrainConfig(**{name: _build_section(cls, values.get(name), name) for name, cls in sections.items()})
     config.validate()
     return config
 
