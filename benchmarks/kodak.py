@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from cod_diffc.cli._common import load_image, save_image
+from cod_diffc.image_files import load_image, save_image
 
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"

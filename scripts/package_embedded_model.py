@@ -3,13 +3,13 @@
     cod-diffc train --config configs/train/embedded_pixel_small.yaml --resume run.max_steps=N   # exports the EMA
     python scripts/package_embedded_model.py runs/embedded_small_pixel/pipeline --name cod-pixel-small
 
-The package data is capped (30 MB for the default model); a larger result is removed and reported.
+The package data is capped (30 MB for the default model); a larger result is reported and nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -32,13 +32,14 @@ def main() -> None:
     args = parser.parse_args()
 
     pipeline = CodPipeline.from_pretrained(str(args.pipeline), local_files_only=True, dtype=torch.float16)
-    destination = export_pipeline(pipeline, WEIGHTS_DIR / args.name)
-    megabytes = folder_megabytes(destination)
+    with tempfile.TemporaryDirectory() as scratch:  # measured before the shipped model is touched
+        megabytes = folder_megabytes(export_pipeline(pipeline, Path(scratch) / args.name))
     if megabytes > args.max_megabytes:
-        shutil.rmtree(destination)
         raise SystemExit(
-            f"error: {args.name} takes {megabytes:.1f} MB, more than --max-megabytes {args.max_megabytes}"
+            f"error: {args.name} takes {megabytes:.1f} MB, more than --max-megabytes {args.max_megabytes}; "
+            "nothing was written"
         )
+    destination = export_pipeline(pipeline, WEIGHTS_DIR / args.name)
     print(f"wrote {destination} ({megabytes:.1f} MB)")
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cod_diffc.training.data import find_images, load_rgb_image, resize_short_side
+from cod_diffc.image_files import load_rgb_image
+from cod_diffc.training.data import find_images, resize_short_side
 
 
 def main() -> None:

@@ -6,14 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from cod_diffc.cli._common import (
-    add_coder_arguments,
-    add_runtime_arguments,
-    atomic_write,
-    load_image,
-    output_paths,
-    parse_options,
-)
+from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments, int_in_range, output_paths, parse_options
 
 
 STREAM_SUFFIX = ".cdc"
@@ -29,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG/JPEG/WebP/... images")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output file, or directory for several")
+    parser.add_argument(
+        "-o", "--output", required=True, help="output file, or directory for several (a trailing / names a directory)"
+    )
     parser.add_argument("--backbone", default="cod", help="backbone name (see `cod-diffc backbones`; default cod)")
     parser.add_argument("--model", help="model directory or hub id (default: the backbone's default model)")
     rate = parser.add_mutually_exclusive_group()
@@ -38,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument(
         "--stop-step", type=int, nargs="+", metavar="N", help="cut after N DiffC steps (0: condition only)"
     )
-    parser.add_argument("--steps", type=int, default=None, help="DiffC schedule length (default: the codec's)")
+    parser.add_argument(
+        "--steps", type=int_in_range(1), default=None, help="DiffC schedule length (default: the codec's)"
+    )
     add_coder_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness, stored in the stream")
     parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
@@ -68,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
     from cod_diffc.diffc import DiffCSchedule, available_backbones, encode, load_backbone
+    from cod_diffc.image_files import atomic_write, load_image
 
     if args.backbone not in available_backbones():
         raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(available_backbones())}")
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     adapter = load_backbone(
         args.backbone, args.model, device=args.device, dtype=DTYPES[args.dtype], **parse_options(args.option)
     )
-    schedule = DiffCSchedule(num_steps=args.steps) if args.steps else None
+    schedule = DiffCSchedule(num_steps=args.steps) if args.steps is not None else None
     simulator = build_simulator(args.coder, args.chunk_bits)
     for path in tqdm(args.images, desc="images", disable=args.no_progress or len(args.images) == 1):
         image = images[path]

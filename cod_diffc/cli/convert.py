@@ -94,7 +94,6 @@ def hub_file(repo: str, filename: str, allow_download: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import shutil
 
     import yaml
     from accelerate import init_empty_weights
@@ -105,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from cod_diffc.models import CodConditionCodec, CodTransformer2DModel
     from cod_diffc.pipelines import CodPipeline, get_named_config
     from cod_diffc.schedulers import CodFlowMatchScheduler
+    from cod_diffc.training.export import export_pipeline
 
     if args.output.exists():
         raise ValueError(f"{args.output} exists; remove it or choose another output directory")
@@ -115,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
         kwargs = {"condition_codec": named.condition_codec, "transformer": named.transformer}
     else:
         text = args.config.read_text()
-        parsed = json.loads(text) if args.config.suffix == ".json" else yaml.safe_load(text)
+        try:
+            parsed = json.loads(text) if args.config.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise ValueError(f"{args.config}: not a readable JSON or YAML configuration ({error})") from None
         kwargs = official_init_args_to_kwargs(*find_denoiser_arguments(parsed))
     is_latent = kwargs["transformer"].get("in_channels", 3) != 3
     if is_latent != named.is_latent:
@@ -143,10 +146,7 @@ def run(args: argparse.Namespace) -> int:
         vae=vae,
         default_guidance_scale=named.default_guidance_scale,
     )
-    partial = args.output.with_name(f".{args.output.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    pipeline.save_pretrained(partial, safe_serialization=True)
-    partial.rename(args.output)
+    export_pipeline(pipeline, args.output)
     total = sum(p.numel() for p in transformer.parameters()) + sum(p.numel() for p in codec.parameters())
     print(f"{checkpoint_path} -> {args.output}: CodPipeline ({args.variant}), {total:,} denoiser parameters")
     return 0

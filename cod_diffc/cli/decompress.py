@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from cod_diffc.cli._common import add_runtime_arguments, output_paths, save_image
+from cod_diffc.cli._common import add_runtime_arguments, int_in_range, output_paths
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,9 +16,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Decompress DiffC streams; the backbone is read from each stream, its model from --model.",
     )
     parser.add_argument("streams", nargs="+", type=Path, metavar="FILE", help="DiffC streams (.cdc)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output PNG, or directory for several")
+    parser.add_argument(
+        "-o", "--output", required=True, help="output PNG, or directory for several (a trailing / names a directory)"
+    )
     parser.add_argument("--model", help="the model the streams were made with (default: the backbone's default)")
-    parser.add_argument("--denoise-steps", type=int, default=25, help="probability-flow ODE steps (default 25)")
+    parser.add_argument(
+        "--denoise-steps", type=int_in_range(1), default=25, help="probability-flow ODE steps (default 25)"
+    )
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
     add_runtime_arguments(parser)
     parser.set_defaults(func=run)
@@ -27,9 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from cod_diffc.cli._common import DTYPES, parse_options, quiet_model_loading
     from cod_diffc.diffc import StreamError, decompress, load_backbone, read_stream
+    from cod_diffc.image_files import save_image
 
-    if args.denoise_steps < 1:
-        raise ValueError("--denoise-steps must be >= 1")
     destinations = output_paths(args.streams, [""], args.output, ".png")
     streams = {}
     for path in args.streams:  # every stream is read and its header checked before any model loads

@@ -7,7 +7,7 @@ import importlib.resources
 import time
 from pathlib import Path
 
-from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments
+from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments, int_in_range
 
 
 DEFAULT_RATES = (0.02, 0.05, 0.1)
@@ -27,11 +27,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", type=Path, help="image to use instead of the shipped sample")
     parser.add_argument("--model", help="CoD pipeline directory (default: the embedded cod-pixel-small)")
     parser.add_argument(
-        "--size", type=int, default=256, help="side of the square the image is resized to (default 256)"
+        "--size", type=int_in_range(32), default=256, help="side of the square the image is resized to (default 256)"
     )
     parser.add_argument("--bpp", type=float, nargs="+", default=list(DEFAULT_RATES), help="target rates")
     add_coder_arguments(parser)
-    parser.add_argument("--denoise-steps", type=int, default=25, help="probability-flow ODE steps when decoding")
+    parser.add_argument(
+        "--denoise-steps", type=int_in_range(1), default=25, help="probability-flow ODE steps when decoding"
+    )
     add_runtime_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -50,16 +52,10 @@ def _square(image, size: int):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from cod_diffc.cli._common import (
-        DTYPES,
-        atomic_write,
-        build_simulator,
-        load_image,
-        quiet_model_loading,
-        save_image,
-    )
+    from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
     from cod_diffc.diffc import decompress, encode, load_backbone
     from cod_diffc.evaluation.metrics import psnr, to_uint8
+    from cod_diffc.image_files import atomic_write, load_image, save_image
     from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
     sample = args.image or Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments
+from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments, int_in_range
 
 
 FID_NOTE = "FID/KID: not computed (this command reports full-reference metrics only)"
@@ -65,12 +65,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--crop-image", help="name (stem) of the image shown in the crops (default: the first)")
     parser.add_argument("--crop-bpp", type=float, help="target rate of the crops (default: the middle one)")
     parser.add_argument("--resume", action="store_true", help="skip (method, image) pairs already in -o")
-    parser.add_argument("--steps", type=int, default=None, help="DiffC schedule length (default: the codec's)")
+    parser.add_argument(
+        "--steps", type=int_in_range(1), default=None, help="DiffC schedule length (default: the codec's)"
+    )
     add_coder_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness")
     parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
     parser.add_argument("--denoise-guidance-scale", type=float, default=None, help="guidance the decoder uses")
-    parser.add_argument("--denoise-steps", type=int, default=25, help="probability-flow ODE steps (default 25)")
+    parser.add_argument(
+        "--denoise-steps", type=int_in_range(1), default=25, help="probability-flow ODE steps (default 25)"
+    )
     add_runtime_arguments(parser)
     parser.set_defaults(func=run, backbones=None)
 
@@ -105,7 +109,7 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
             DiffCMethod(
                 name,
                 adapter,
-                schedule=DiffCSchedule(num_steps=args.steps) if args.steps else None,
+                schedule=DiffCSchedule(num_steps=args.steps) if args.steps is not None else None,
                 simulator=build_simulator(args.coder, args.chunk_bits),
                 seed=args.seed,
                 guidance_scale=args.guidance_scale,
@@ -120,7 +124,6 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from cod_diffc.cli._common import atomic_write, load_image
     from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim_scales, to_uint8
     from cod_diffc.evaluation.report import crop_figure, plot_rd, write_report
     from cod_diffc.evaluation.sweep import (
@@ -132,9 +135,8 @@ def run(args: argparse.Namespace) -> int:
         reconstruction_path,
         write_per_image_csv,
     )
+    from cod_diffc.image_files import atomic_write, load_image
 
-    if args.denoise_steps < 1:
-        raise ValueError("--denoise-steps must be >= 1")
     if any(not target > 0 for target in args.bpp):
         raise ValueError("--bpp targets must be > 0")
     target_bpps = sorted(set(args.bpp))

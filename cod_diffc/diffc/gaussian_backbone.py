@@ -107,7 +107,9 @@ def load_gaussian_backbone(
     *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
-    **options: float,
+    mean: float = 0.0,
+    std: float = 1.0,
+    patch_size: int = 1,
 ) -> GaussianBackbone:
     """Registry factory of the `"gaussian"` backbone: it has no weights (`model` must be `None`), computes in
     float32, and takes the [`GaussianBackbone`] settings (`mean`, `std`, `patch_size`) as options."""
@@ -115,4 +117,4 @@ def load_gaussian_backbone(
         raise ValueError(f"the 'gaussian' backbone has no weights to load, got model={model!r}")
     if dtype not in (None, torch.float32):
         raise ValueError(f"the 'gaussian' backbone computes in float32, got dtype={dtype}")
-    return GaussianBackbone(device=device, **options)
+    return GaussianBackbone(mean=mean, std=std, patch_size=patch_size, device=device)

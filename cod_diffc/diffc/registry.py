@@ -17,6 +17,7 @@ path or hub id of the weights (or `None` for the backbone's default) and `option
 
 import importlib
 import importlib.metadata
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -134,10 +135,12 @@ def load_backbone(
         [`BackboneAdapter`]: The adapter; its `name` is `name`.
 
     Raises:
-        `ValueError`: If the name is unknown or the factory builds an adapter that is not a [`BackboneAdapter`]
-            named `name`.
+        `ValueError`: If the name is unknown, an option is not one the factory takes, or the factory builds an
+            adapter that is not a [`BackboneAdapter`] named `name`.
     """
-    adapter = get_backbone_factory(name)(model, device=device, dtype=dtype, **options)
+    factory = get_backbone_factory(name)
+    _check_options(name, factory, options)
+    adapter = factory(model, device=device, dtype=dtype, **options)
     if not isinstance(adapter, BackboneAdapter):
         raise ValueError(f"the factory of backbone {name!r} returned {type(adapter).__name__}, not a BackboneAdapter")
     if adapter.name != name:
@@ -146,3 +149,20 @@ def load_backbone(
             "name, so they must agree"
         )
     return adapter
+
+
+def _check_options(name: str, factory: BackboneFactory, options: dict[str, Any]) -> None:
+    """Refuses options that `factory` has no parameter for (unless it takes `**options`), naming the ones it takes."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a callable without an inspectable signature: let the call decide
+        return
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    accepted = [key for key in parameters if key not in ("model", "device", "dtype")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"backbone {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"it takes {', '.join(map(repr, accepted)) if accepted else 'no options'}"
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cod_diffc.cli._common import atomic_write
+from cod_diffc.image_files import atomic_write
 
 from .bjontegaard import bd_psnr, bd_rate
 

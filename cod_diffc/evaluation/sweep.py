@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cod_diffc.cli._common import atomic_write, load_image, save_image
+from cod_diffc.image_files import IMAGE_SUFFIXES, atomic_write, load_image, save_image
 
 from .baselines import BaselineCodec, encode_at_rates
 from .metrics import PerceptualMetric, ms_ssim, psnr, to_uint8
@@ -33,9 +33,6 @@ from .metrics import PerceptualMetric, ms_ssim, psnr, to_uint8
 
 if TYPE_CHECKING:
     from cod_diffc.diffc import BackboneAdapter, ChannelSimulator, DiffCSchedule
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 
 @dataclass(frozen=True)

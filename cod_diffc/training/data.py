@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,10 +20,10 @@ import PIL.ImageOps
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from cod_diffc.image_files import IMAGE_SUFFIXES, load_rgb_image
+
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def find_images(root: str | Path) -> tuple[list[Path], list[Path]]:
@@ -59,29 +58,6 @@ def find_images(root: str | Path) -> tuple[list[Path], list[Path]]:
             + (f"; {len(unreadable)} unreadable file(s) skipped)" if unreadable else ")")
         )
     return readable, unreadable
-
-
-def load_rgb_image(path: str | Path) -> PIL.Image.Image:
-    """Decodes an image to 8-bit RGB.
-
-    EXIF orientation is applied; images with transparency are composited over white; grayscale (including 16-bit)
-    and palette images are expanded to RGB.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # PIL warns about palette transparency it then handles
-        with PIL.Image.open(path) as opened:
-            image = PIL.ImageOps.exif_transpose(opened)
-            image.load()
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit grayscale: keep the high byte (PIL's own conversion to "L" clips instead of scaling).
-        image = PIL.Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        image = image.convert("RGBA")
-        background = PIL.Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = PIL.Image.alpha_composite(background, image)
-    return image.convert("RGB")
 
 
 def resize_short_side(image: PIL.Image.Image, resolution: int, max_short_side: int | None) -> PIL.Image.Image:

@@ -52,12 +52,17 @@ def load_ema_weights(pipeline: CodPipeline, ema_state: dict[str, torch.Tensor]) 
 def export_pipeline(pipeline: CodPipeline, output_dir: str | Path) -> Path:
     """Saves the pipeline (safetensors) so that `CodPipeline.from_pretrained(output_dir)` loads it.
 
-    The folder is written beside its destination and renamed into place, so it is never seen half-written.
+    The folder is written beside its destination and renamed into place, so it is never seen half-written; a save
+    that fails leaves neither a partial folder nor a changed destination.
     """
     output_dir = Path(output_dir)
     partial = output_dir.with_name(f".{output_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    pipeline.save_pretrained(str(partial), safe_serialization=True)
+    try:
+        pipeline.save_pretrained(str(partial), safe_serialization=True)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if output_dir.exists():
         previous = output_dir.with_name(f".{output_dir.name}.previous")
         shutil.rmtree(previous, ignore_errors=True)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from cod_diffc.cli import main
-from cod_diffc.cli._common import load_image
 from cod_diffc.diffc import denoise, encode, load_backbone
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.schedule import DiffCSchedule
 from cod_diffc.evaluation.metrics import to_uint8
+from cod_diffc.image_files import load_image
 
 from tiny_models import SD_IMAGE_SIZE, save_tiny_cod, save_tiny_sd_pipeline
 
@@ -94,6 +94,7 @@ def test_bad_inputs_give_one_line_errors_and_no_output(workspace, capsys, tmp_pa
         "unknown backbone": ["compress", str(workspace / "photo.png"), "--backbone", "nope", "-o", str(out)],
         "not a CodPipeline": ["compress", str(workspace / "photo.png"), "--model", str(wrong_kind), "-o", str(out)],
         "bpp": ["compress", str(workspace / "photo.png"), *model, "--bpp", "0.001", "-o", str(out), *FAST],
+        "has no option 'foo'": ["compress", str(workspace / "photo.png"), *model, "--option", "foo=1", "-o", str(out)],
     }
     for expected, argv in cases.items():
         assert expected in run_failing(argv, capsys)
@@ -114,10 +115,43 @@ def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):
         assert load_image(tmp_path / "alpha.png").min() == 1.0
 
 
-def test_huge_images_are_refused_before_decoding(tmp_path):
+def test_huge_images_are_refused_before_decoding(tmp_path, monkeypatch):
     PIL.Image.new("L", (4097, 4097)).save(tmp_path / "huge.png")
     with pytest.raises(ValueError, match="larger than"):
         load_image(tmp_path / "huge.png")
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)  # PIL's own decompression-bomb guard trips at open
+    PIL.Image.new("L", (64, 64)).save(tmp_path / "bomb.png")
+    with pytest.raises(ValueError, match="larger than"):
+        load_image(tmp_path / "bomb.png")
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((32, 64, 3), dtype=np.uint8)
+    pixels[:, :32] = 255  # white left half, black right half, stored landscape
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    PIL.Image.fromarray(pixels).save(tmp_path / "phone.png", exif=exif)
+    image = load_image(tmp_path / "phone.png")
+    assert image.shape == (1, 3, 64, 32)  # shown portrait
+    assert image[0, :, :32].min() == 1.0 and image[0, :, 32:].max() == 0.0  # the white half is now on top
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--steps", "0"], "--steps: 0 is not >= 1"),
+    (["--chunk-bits", "24"], "--chunk-bits: 24 is not in [4, 18]"),
+    (["--device", "nonsense"], "--device: 'nonsense' is not a torch device"),
+])
+def test_out_of_range_options_are_refused_before_any_work(option, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out.cdc"), *option])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_output_ending_in_a_slash_is_a_directory(workspace, tmp_path):
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--stop-step", "0",
+                 "-o", f"{tmp_path / 'streams'}/", *FAST]) == 0
+    assert (tmp_path / "streams" / "photo.cdc").is_file()
 
 
 def test_streams_of_another_model_or_corrupt_streams_are_refused(workspace, capsys, tmp_path):

@@ -49,6 +49,10 @@ class TestBuiltins:
         with pytest.raises(ValueError, match="float32"):
             load_backbone("gaussian", dtype=torch.float16)
 
+    def test_unknown_options_are_refused_with_the_accepted_ones(self):
+        with pytest.raises(ValueError, match="'gaussian' has no option 'sdt'; it takes 'mean', 'std', 'patch_size'"):
+            load_backbone("gaussian", sdt=0.5)
+
 
 class TestRuntimeRegistration:
     def test_registered_factory_is_loaded_by_name(self, runtime_registry):

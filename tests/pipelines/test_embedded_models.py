@@ -45,7 +45,7 @@ def test_missing_embedded_files_are_named(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def sample_crop() -> torch.Tensor:
-    from cod_diffc.cli._common import load_image
+    from cod_diffc.image_files import load_image
 
     image = load_image(Path(embedded_models.__file__).parents[1] / "assets" / "sample.png")  # (1, 3, 512, 512)
     return torch.nn.functional.interpolate(image, size=(64, 64), mode="area")

@@ -3,11 +3,11 @@ import PIL.Image
 import pytest
 import torch
 
+from cod_diffc.image_files import load_rgb_image
 from cod_diffc.training.data import (
     TrainBatchSampler,
     TrainImageDataset,
     find_images,
-    load_rgb_image,
     load_validation_images,
     split_validation,
 )

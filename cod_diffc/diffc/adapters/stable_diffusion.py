@@ -267,8 +267,8 @@ class StableDiffusionAdapter(BackboneAdapter):
         location, is_local = _locate_pipeline(model, cache_dir, allow_download)
         hub_options = {"cache_dir": cache_dir, "local_files_only": not allow_download}
         try:
-            unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", torch_dtype=dtype, **hub_options)
-            vae = AutoencoderKL.from_pretrained(location, subfolder="vae", torch_dtype=torch.float32, **hub_options)
+            unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", dtype=dtype, **hub_options)
+            vae = AutoencoderKL.from_pretrained(location, subfolder="vae", dtype=torch.float32, **hub_options)
             text_encoder = CLIPTextModel.from_pretrained(
                 location, subfolder="text_encoder", dtype=dtype, **hub_options
             )
