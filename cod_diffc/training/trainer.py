@@ -87,9 +87,19 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log; a last line torn by a kill mid-write is dropped with a warning."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number != len(lines):
+                raise ValueError(f"{path}: line {number} is not JSON") from None
+            logger.warning("%s: dropping its torn last line", path)
+    return records
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -349,10 +359,11 @@ class CodTrainer:
         config = self.config
         if self.accelerator.is_main_process:
             remove_incomplete(self.output_dir)
-            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         self.accelerator.wait_for_everyone()
         if self.resume_from is not None:
-            self._resume(self.resume_from)
+            self._resume(self.resume_from)  # refuses a changed configuration before config.yaml is rewritten
+        if self.accelerator.is_main_process:
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         logger.info(
             "training %s for %d steps: global batch %d (%d per process x %d processes x %d accumulation), %d "
             "training images, %d validation images, %d unreadable files skipped",

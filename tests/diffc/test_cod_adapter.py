@@ -45,3 +45,21 @@ def test_side_information_of_the_wrong_size_is_a_stream_error(model_dir):
     adapter = load_backbone("cod", str(model_dir))
     with pytest.raises(StreamError, match="64x64"):
         adapter.load_condition(b"\x00", 64, 64)
+
+
+def test_fingerprint_covers_weights_and_every_setting_that_changes_outputs(model_dir, tmp_path):
+    from cod_diffc import CodPipeline
+    from cod_diffc.diffc.adapters.cod import CodBackbone
+
+    reference = load_backbone("cod", str(model_dir)).fingerprint()
+    assert load_backbone("cod", str(model_dir)).fingerprint() == reference  # stable across loads
+    edits = {
+        "rope_theta": lambda pipe: pipe.transformer.register_to_config(rope_theta=500.0),
+        "codec norm_eps": lambda pipe: pipe.condition_codec.register_to_config(norm_eps=1e-5),
+        "guidance_interval": lambda pipe: pipe.register_to_config(guidance_interval=(0.0, 0.5)),
+        "a weight": lambda pipe: next(pipe.transformer.parameters()).data.add_(1.0),
+    }
+    for edit, apply in edits.items():
+        pipe = CodPipeline.from_pretrained(str(model_dir))
+        apply(pipe)
+        assert CodBackbone(pipe).fingerprint() != reference, edit

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -80,11 +81,20 @@ def test_outputs_checkpoints_logs_plots_and_a_loadable_pipeline(make_config):
 
 
 def test_an_output_dir_with_checkpoints_needs_resume_and_an_unchanged_recipe(make_config):
-    CodTrainer(make_config("run.max_steps=1")).train()
+    config = make_config("run.max_steps=1", "run.log_every=1")
+    CodTrainer(config).train()
+    run_dir = Path(config.run.output_dir)
+    saved_config = (run_dir / "config.yaml").read_text()
     with pytest.raises(ValueError, match="--resume"):
         CodTrainer(make_config("run.max_steps=2"))
     with pytest.raises(ValueError, match="optim.lr"):
         CodTrainer(make_config("run.max_steps=2", "optim.lr=1e-4"), resume=True).train()
+    assert (run_dir / "config.yaml").read_text() == saved_config  # the refused resume left it alone
+    with (run_dir / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 2, "lo')  # a line torn by a kill mid-write
+    CodTrainer(make_config("run.max_steps=2", "run.log_every=1"), resume=True).train()
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
 
 
 def test_latent_model_with_repa_one_step_loss_and_gradient_checkpointing(make_config, tmp_path):

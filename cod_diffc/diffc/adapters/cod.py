@@ -95,7 +95,13 @@ class CodBackbone(FlowMatchingAdapterMixin):
                 for name, module in components.items()
                 for key, value in module.state_dict().items()
             }
-            self._fingerprint = fingerprint_state_dict(weights, {"latent_scale": self.pipeline.latent_scale})
+            settings = {
+                f"{name}.config": {key: value for key, value in module.config.items() if not key.startswith("_")}
+                for name, module in components.items()
+            }
+            settings["latent_scale"] = self.pipeline.latent_scale
+            settings["guidance_interval"] = list(self.pipeline.config.guidance_interval)
+            self._fingerprint = fingerprint_state_dict(weights, settings)
         return self._fingerprint
 
 
