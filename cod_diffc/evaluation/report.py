@@ -15,11 +15,8 @@ from .bjontegaard import bd_psnr, bd_rate
 
 
 def _figure_png(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -28,13 +25,11 @@ def plot_rd(results: Sequence[dict], path: str | Path) -> None:
     Saves a PNG of PSNR and MS-SSIM (in dB, `-10 log10(1 - MS-SSIM)`, as CompressAI plots it) against bpp (log
     scale) for every method, from their CompressAI result dicts.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure = Figure(figsize=(11, 4.2))
+    axes = figure.subplots(1, 2)
     for result in results:
         bpp = result["results"]["bpp"]
         order = np.argsort(bpp)
@@ -91,17 +86,15 @@ def crop_figure(
         path (`str` or `Path`): The PNG to write.
         crop_size (`int`, defaults to `256`): Side of the square crop (the image's short side if smaller).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     height, width = original.shape[:2]
     side = min(crop_size, height, width)
     top, left = (height - side) // 2, (width - side) // 2
     panels = [("original", original, "")]
     panels += [(name, image, caption) for name, (image, caption) in reconstructions.items()]
-    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.3), squeeze=False)
+    figure = Figure(figsize=(2.6 * len(panels), 3.3))
+    axes = figure.subplots(1, len(panels), squeeze=False)
     for axis, (name, image, caption) in zip(axes[0], panels):
         axis.imshow(image[top : top + side, left : left + side], interpolation="nearest")
         axis.set_title(f"{name}\n{caption}" if caption else name, fontsize=8)

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from cod_diffc.image_files import IMAGE_SUFFIXES, load_rgb_image
+from cod_diffc.training.seeds import derive_seed
 
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class TrainBatchSampler(Sampler[list[tuple[int, int]]]):
         """The training image at global sample `position`."""
         epoch = position // self.num_images
         if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(_derive_seed(self.seed, epoch))
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
             self._permutation = torch.randperm(self.num_images, generator=generator)
             self._epoch = epoch
         return int(self._permutation[position % self.num_images])
@@ -188,11 +189,6 @@ class TrainBatchSampler(Sampler[list[tuple[int, int]]]):
     def __len__(self) -> int:
         # An endless stream: DataLoader only needs a length for its own bookkeeping.
         return math.iinfo(np.int64).max
-
-
-def _derive_seed(*values: int) -> int:
-    """A 63-bit seed derived from integers with a stable hash (`numpy.random.SeedSequence`)."""
-    return int(np.random.SeedSequence(list(values)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def split_validation(
@@ -211,7 +207,7 @@ def split_validation(
             f"{len(train_paths)} training image(s) cannot give {num_images} validation images and leave any for "
             "training: lower validation.num_images or set data.val_dir"
         )
-    order = torch.randperm(len(train_paths), generator=torch.Generator().manual_seed(_derive_seed(seed, 2**31)))
+    order = torch.randperm(len(train_paths), generator=torch.Generator().manual_seed(derive_seed(seed, 2**31)))
     held_out = set(order[:num_images].tolist())
     val_paths = [train_paths[index] for index in sorted(held_out)]
     return [path for index, path in enumerate(train_paths) if index not in held_out], val_paths

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from cod_diffc.training.seeds import derive_seed
 
 
 @dataclass
@@ -50,8 +51,7 @@ def draw_training_noise(
     """
     sigmas, noises, uniforms, posterior_noises = [], [], [], []
     for position in positions:
-        state = np.random.SeedSequence([seed, int(position), 1]).generate_state(1, dtype=np.uint64)[0]
-        generator = torch.Generator(device).manual_seed(int(state >> np.uint64(1)))
+        generator = torch.Generator(device).manual_seed(derive_seed(seed, position, 1))
         sigmas.append(torch.sigmoid(torch.randn((), generator=generator, device=device)))
         uniforms.append(torch.rand((), generator=generator, device=device))
         noises.append(torch.randn(tuple(sample_shape), generator=generator, device=device))

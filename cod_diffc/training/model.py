@@ -14,7 +14,7 @@ from torch import nn
 from cod_diffc.models.condition_codec_cod import CodConditionCodec
 from cod_diffc.models.transformer_cod import CodTransformer2DModel
 from cod_diffc.training.config import LossConfig
-from cod_diffc.training.losses import alignment_loss, flow_matching_loss, masked_mse, one_step_loss
+from cod_diffc.training.losses import add_noise, alignment_loss, flow_matching_loss, masked_mse, one_step_loss
 from cod_diffc.training.repa import RepaProjector
 
 
@@ -128,7 +128,7 @@ class CodTrainingModel(nn.Module):
         condition = codec_output["condition"]  # (B, C, H / 16, W / 16)
 
         # 2. velocity at the sampled noise levels, and (unified stage) at pure noise in the same batch
-        noisy = (1.0 - sigmas.view(-1, 1, 1, 1)) * samples + sigmas.view(-1, 1, 1, 1) * noise
+        noisy = add_noise(samples, noise, sigmas)
         if weights.one_step > 0:
             noisy = torch.cat([noisy, noise])
             timesteps = torch.cat([sigmas, torch.ones_like(sigmas)])

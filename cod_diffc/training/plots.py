@@ -16,13 +16,11 @@ def plot_training_curves(
     train_records: Sequence[dict[str, Any]], validation_records: Sequence[dict[str, Any]], path: str | Path
 ) -> None:
     """Loss terms against the step (log scale), and the validation PSNR when there is any, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state
 
     has_validation = len(validation_records) > 0
-    figure, axes = plt.subplots(1, 2 if has_validation else 1, figsize=(12 if has_validation else 7, 4.5))
+    figure = Figure(figsize=(12 if has_validation else 7, 4.5))
+    axes = figure.subplots(1, 2 if has_validation else 1)
     loss_axis = axes[0] if has_validation else axes
     steps = np.array([record["step"] for record in train_records])
     names = [name for name in train_records[0] if name.startswith("loss")] if train_records else []
@@ -49,7 +47,6 @@ def plot_training_curves(
 
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def save_image_grid(rows: Sequence[torch.Tensor], path: str | Path) -> None:
