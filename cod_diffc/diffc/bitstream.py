@@ -24,8 +24,10 @@ A file is one byte string, little-endian, variable-length integers as LEB128 var
 
 Cost: a condition-only stream takes 26 bytes plus the backbone name, for image sides of 128 to 16383 pixels, a seed
 below 128 and less than 128 bytes of side information (each varint takes one more byte per 7 more bits). A DiffC
-stream adds 13 to 16 bytes, 5 of them the channel configuration. For example `cod-pixel` at 512 x 512, default
-schedule, cut at step 100: 49 bytes (0.0015 bpp) besides the side information and the step codes.
+stream adds 16 to 19 bytes with the default pooled coder (7 of them its channel configuration; 14 to 17 with the
+plain coder's 5). For example the `cod` backbone at 512 x 512 (128 bytes of side information, whose length takes 2
+bytes), default schedule and coder, cut at step 100: 47 bytes (0.0014 bpp) besides the side information and the
+step codes; cut at step 0 (condition only), 158 bytes in all (0.0048 bpp).
 
 The reader checks magic, version and checksum first, then bounds every field before using it, and never allocates
 memory sized by a field; any problem raises [`~diffc.errors.StreamError`] naming it.

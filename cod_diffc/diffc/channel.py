@@ -126,7 +126,8 @@ class ChannelSimulator(ABC):
         r"""Regenerates the sample of `code`: `(dim,)` float32, identical to `encode`'s z on the same device."""
 
     def code_length_bits(self, codes: Sequence[StepCode]) -> float:
-        """Ideal code length (bits) of `codes` in stream order: the rate figure for the encoder's rate search."""
+        """Ideal code length (bits) of `codes` in stream order: the rate model the coded stream approaches (the
+        encoder itself sizes cuts by their real bytes)."""
         return ideal_code_length_bits(codes, self)
 
     def check_code(self, code: StepCode) -> ChunkLayout:

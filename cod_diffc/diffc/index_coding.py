@@ -14,8 +14,8 @@ A step's [`~diffc.channel.StepCode`] is coded as, in one rANS stream for all ste
 CompressAI's CDFs have 16-bit precision, so an alphabet of `2**16` candidates cannot be one symbol; given its bit
 length, a Zipf index is close to uniform (within a factor `2**lambda` over the bucket), so step 3 costs at most
 ~0.03 bits per chunk more than the exact conditional model. [`ideal_code_length_bits`] is the exact Zipf code
-length (the figure the encoder's rate search needs); the coded stream is longer by that gap, the 16-bit quantisation
-of the CDFs and the final 8-byte rANS state.
+length, the rate model; the coded stream is longer by that gap, the 16-bit quantisation of the CDFs and the final
+8-byte rANS state (the encoder sizes cuts by their real bytes).
 
 `compressai` is imported inside the functions: importing it pulls torchvision.
 """

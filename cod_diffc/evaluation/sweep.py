@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -65,11 +65,14 @@ class RateMethod(ABC):
         name (`str`): Name in results and file names (CompressAI's `"name"`).
         description (`str`): CompressAI's `"description"`.
         stream_suffix (`str`): File-name suffix of its coded files.
+        settings (`dict`): JSON-serialisable settings that change what it produces; stored in every record, and a
+            resumed sweep redoes the records made with other settings.
     """
 
     name: str
     description: str
     stream_suffix: str
+    settings: dict[str, Any]
 
     @abstractmethod
     def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
@@ -78,10 +81,9 @@ class RateMethod(ABC):
 
 class DiffCMethod(RateMethod):
     r"""
-    DiffC on a backbone: one encode per image yields every target rate; each cut is denoised and decoded.
-
-    Reconstructions come from the encoder's noisy latent of each cut, which [`~diffc.decode`] reproduces bit for bit
-    from the file on the same device, so decoding is not run twice.
+    DiffC on a backbone: one encode per image yields every target rate; each cut is decoded from its file as a
+    receiver would ([`~diffc.decompress`]: replay of the coded steps, then the probability-flow denoising), and that
+    whole decode is what `decoding_time` measures.
 
     Parameters:
         name (`str`): Method name, e.g. `"cod_diffc-cod"`.
@@ -125,6 +127,20 @@ class DiffCMethod(RateMethod):
             "denoise_guidance_scale": denoise_guidance_scale,
         }
         self.num_denoise_steps = num_denoise_steps
+        from cod_diffc.diffc import DiffCSchedule
+        from cod_diffc.diffc.codec import channel_config, default_simulator
+
+        schedule = DiffCSchedule() if schedule is None else schedule
+        self.settings = {
+            "backbone": adapter.name,
+            "fingerprint": adapter.fingerprint().hex(),
+            "schedule": {"num_steps": schedule.num_steps, "t_end": schedule.t_end},
+            "channel": channel_config(default_simulator() if simulator is None else simulator).hex(),
+            "seed": seed,
+            "guidance_scale": guidance_scale,
+            "denoise_guidance_scale": denoise_guidance_scale,
+            "num_denoise_steps": num_denoise_steps,
+        }
 
     def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
         from cod_diffc.diffc import decompress, encode
@@ -169,6 +185,7 @@ class CodecMethod(RateMethod):
         self.name = codec.name
         self.description = f"{codec.name.upper()} ({codec.library}, quality searched per target rate, actual bytes)"
         self.stream_suffix = f".{codec.name}"
+        self.settings = {"codec": codec.name, "library": codec.library}
 
     def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
         return [
@@ -221,18 +238,25 @@ def reconstruction_path(output_dir: Path, method_name: str, image_name: str, tar
 
 
 def _is_done(
-    output_dir: Path, method_name: str, image_name: str, target_bpps: Sequence[float], keep_reconstruction: bool
+    output_dir: Path,
+    method: RateMethod,
+    image_name: str,
+    target_bpps: Sequence[float],
+    metric_names: Sequence[str],
+    keep_reconstruction: bool,
 ) -> bool:
-    """Whether the record of (method, image) exists for exactly these target rates, with its reconstructions if they
-    are to be kept."""
+    """Whether the record of (method, image) exists for exactly these target rates, settings and metrics, with its
+    reconstructions if they are to be kept."""
     try:
-        record = json.loads(record_path(output_dir, method_name, image_name).read_text())
+        record = json.loads(record_path(output_dir, method.name, image_name).read_text())
     except (OSError, ValueError):
         return False
-    if record.get("target_bpp") != list(target_bpps):
+    if record.get("target_bpp") != list(target_bpps) or record.get("settings") != method.settings:
+        return False
+    if not all(name in point for point in record["points"] for name in metric_names):
         return False
     return not keep_reconstruction or all(
-        reconstruction_path(output_dir, method_name, image_name, target).is_file() for target in target_bpps
+        reconstruction_path(output_dir, method.name, image_name, target).is_file() for target in target_bpps
     )
 
 
@@ -274,7 +298,8 @@ def evaluate_images(
         target_bpps (`Sequence[float]`): Target rates, bits per pixel of the whole file.
         output_dir (`str` or `Path`): Root of `streams/`, `records/` and `reconstructions/`.
         perceptual_metrics (`Mapping[str, PerceptualMetric]`, *optional*): Extra metrics by result key.
-        resume (`bool`, defaults to `False`): Skip the (method, image) pairs with a record for these target rates.
+        resume (`bool`, defaults to `False`): Skip the (method, image) pairs with a record for these target rates,
+            the method's current settings and these metrics.
         keep_reconstructions (`Sequence[str]`): Stems of the images whose reconstructions are saved as PNG
             (`reconstructions/METHOD/IMAGE_bpp0.01.png`), e.g. for crops.
         process_index (`int`, defaults to `0`): This process's rank.
@@ -300,7 +325,12 @@ def evaluate_images(
             if not (
                 resume
                 and _is_done(
-                    output_dir, method.name, image_path.stem, target_bpps, image_path.stem in keep_reconstructions
+                    output_dir,
+                    method,
+                    image_path.stem,
+                    target_bpps,
+                    list(perceptual_metrics),
+                    image_path.stem in keep_reconstructions,
                 )
             )
         ]
@@ -341,6 +371,7 @@ def evaluate_images(
                 "height": height,
                 "width": width,
                 "target_bpp": list(target_bpps),
+                "settings": method.settings,
                 "points": points,
             }
             atomic_write(record_path(output_dir, method.name, image_path.stem), json.dumps(record, indent=1).encode())

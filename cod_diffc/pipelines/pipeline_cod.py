@@ -208,7 +208,8 @@ class CodPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def decode(self, data: bytes | list[bytes], **kwargs) -> CodPipelineOutput:
-        """The standalone CoD codec, decoder side: `.cod` file(s) of one size → images. `kwargs` go to `__call__`."""
+        """The standalone CoD codec, decoder side: `.cod` file(s) of one size → images. `kwargs` go to
+        [`generate`] (`num_inference_steps`, `guidance_scale`, `generator`, ...)."""
         files = [data] if isinstance(data, bytes) else list(data)
         parsed = [self.parse_cod_file(f) for f in files]
         sizes = {(h, w) for h, w, _ in parsed}

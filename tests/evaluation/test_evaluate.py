@@ -45,12 +45,13 @@ class CountingGaussianBackbone(GaussianBackbone):
         return super().encode_image(image)
 
 
-def gaussian_method(adapter):
+def gaussian_method(adapter, seed=0):
     return DiffCMethod(
         "gaussian",
         adapter,
         schedule=DiffCSchedule(num_steps=6),
         simulator=ChunkedPFRSimulator(max_chunk_bits=8),
+        seed=seed,
         num_denoise_steps=2,
     )
 
@@ -149,6 +150,14 @@ def test_resume_skips_finished_images_and_codes_new_ones(tmp_path):
     assert finished.stat().st_mtime_ns == stamp
     # Other target rates are other work: nothing is skipped.
     coded = evaluate_images(list_images(dataset), [method], [0.6, 2.5], tmp_path / "out", resume=True, progress=False)
+    assert coded == 3
+    # So are other settings of the method, and metrics the records lack.
+    other_seed = gaussian_method(adapter, seed=1)
+    coded = evaluate_images(list_images(dataset), [other_seed], [0.6, 2.5], tmp_path / "out", resume=True,
+                            progress=False)
+    assert coded == 3
+    coded = evaluate_images(list_images(dataset), [other_seed], [0.6, 2.5], tmp_path / "out", resume=True,
+                            perceptual_metrics={"mean-abs": lambda a, b: float((a - b).abs().mean())}, progress=False)
     assert coded == 3
 
 
