@@ -5,10 +5,11 @@ for importing diffusers.
 """
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 
-__version__ = "0.1.0.dev0"
+__version__ = importlib.metadata.version("cod_diffc")  # one source of truth: pyproject.toml
 
 _EXPORTS = {
     "CodConditionCodec": "cod_diffc.models",

@@ -78,6 +78,8 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def hub_file(repo: str, filename: str, allow_download: bool) -> Path:
+    """`filename` of hub repository `repo` from the local Hugging Face cache (downloaded only with
+    `allow_download`); a `FileNotFoundError` says how to get it otherwise."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.constants import HF_HUB_CACHE
     from huggingface_hub.errors import LocalEntryNotFoundError

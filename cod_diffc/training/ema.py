@@ -30,6 +30,7 @@ class ExponentialMovingAverage:
 
     @torch.no_grad()
     def update(self) -> None:
+        """Moves every shadow tensor toward its parameter: `shadow += (1 - decay) * (parameter - shadow)`."""
         shadows = list(self.shadow.values())
         current = [self.parameters[name].detach().float() for name in self.shadow]
         torch._foreach_lerp_(shadows, current, 1.0 - self.decay)

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..adapter import FlowMatchingAdapterMixin, fingerprint_state_dict
 from ..errors import StreamError
+
+
+if TYPE_CHECKING:
+    from cod_diffc.pipelines import CodPipeline
 
 
 class CodBackbone(FlowMatchingAdapterMixin):
@@ -26,7 +31,7 @@ class CodBackbone(FlowMatchingAdapterMixin):
 
     name = "cod"
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline: CodPipeline):
         self.pipeline = pipeline
         self.pipeline.set_progress_bar_config(disable=True)
         self.default_guidance_scale = float(pipeline.config.default_guidance_scale)
