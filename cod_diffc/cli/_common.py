@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,26 +92,44 @@ def quiet_model_loading() -> None:
     diffusers_logging.set_verbosity_error()
 
 
-def parse_options(pairs: list[str]) -> dict[str, object]:
-    """`KEY=VALUE` backbone options; values are parsed as int, float, true/false when they look like one."""
+def parse_options(pairs: list[str], backbone: str) -> dict[str, object]:
+    """
+    `KEY=VALUE` options of `backbone`'s factory, each converted to the type of that parameter's default (`bool`
+    takes true/false, a `str` or `None` default keeps the text). For a factory that takes `**options`, values that
+    look like a number or true/false are converted.
+    """
+    from cod_diffc.diffc.registry import get_backbone_factory
+
+    parameters = inspect.signature(get_backbone_factory(backbone)).parameters
     options: dict[str, object] = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key:
             raise ValueError(f"backbone option {pair!r} is not KEY=VALUE")
-        lowered = value.lower()
-        if lowered in ("true", "false"):
-            options[key] = lowered == "true"
-            continue
+        default = parameters[key].default if key in parameters else inspect.Parameter.empty
+        options[key] = _convert_option(key, value, default)
+    return options
+
+
+def _convert_option(key: str, value: str, default: object) -> object:
+    """`value` as the type of `default`; guessed when the parameter is unknown (a `**options` factory)."""
+    if isinstance(default, bool) or (default is inspect.Parameter.empty and value.lower() in ("true", "false")):
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"backbone option {key} takes true or false, got {value!r}")
+        return value.lower() == "true"
+    if isinstance(default, int | float):
+        try:
+            return type(default)(value)
+        except ValueError:
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"backbone option {key} takes {kind}, got {value!r}") from None
+    if default is inspect.Parameter.empty:
         for parse in (int, float):
             try:
-                options[key] = parse(value)
-                break
+                return parse(value)
             except ValueError:
                 continue
-        else:
-            options[key] = value
-    return options
+    return value
 
 
 def output_paths(inputs: list[Path], labels: list[str], output: str, suffix: str) -> dict[tuple[Path, str], Path]:

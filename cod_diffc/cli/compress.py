@@ -77,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_model_loading()
     adapter = load_backbone(
-        args.backbone, args.model, device=args.device, dtype=DTYPES[args.dtype], **parse_options(args.option)
+        args.backbone,
+        args.model,
+        device=args.device,
+        dtype=DTYPES[args.dtype],
+        **parse_options(args.option, args.backbone),
     )
     schedule = DiffCSchedule(num_steps=args.steps) if args.steps is not None else None
     simulator = build_simulator(args.coder, args.chunk_bits)

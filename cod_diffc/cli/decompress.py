@@ -50,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     for path, (data, header) in streams.items():
         if header.backbone not in adapters:
             adapters[header.backbone] = load_backbone(
-                header.backbone, args.model, device=args.device, dtype=DTYPES[args.dtype], **parse_options(args.option)
+                header.backbone,
+                args.model,
+                device=args.device,
+                dtype=DTYPES[args.dtype],
+                **parse_options(args.option, header.backbone),
             )
         start = time.perf_counter()
         try:

@@ -103,7 +103,11 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
     methods = []
     for name, spec in zip(names, specs):
         adapter = load_backbone(
-            spec["backbone"], spec["model"], device=device, dtype=DTYPES[args.dtype], **parse_options(spec["options"])
+            spec["backbone"],
+            spec["model"],
+            device=device,
+            dtype=DTYPES[args.dtype],
+            **parse_options(spec["options"], spec["backbone"]),
         )
         methods.append(
             DiffCMethod(
