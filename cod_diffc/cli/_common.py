@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ MIN_CHUNK_BITS, MAX_CHUNK_BITS = 4, 18
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def int_in_range(low: int, high: int | None = None):
+def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse `type` that accepts integers in `[low, high]` (no upper bound when `high` is None)."""
 
     def parse(text: str) -> int:
