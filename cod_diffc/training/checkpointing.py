@@ -27,6 +27,10 @@ CHECKPOINTS_DIRNAME = "checkpoints"
 EMA_FILENAME = "ema.safetensors"
 MODEL_FILENAME = "model.safetensors"  # written by `Accelerator.save_state`
 STATE_FILENAME = "trainer_state.json"
+# A saved `CodPipeline`: the components whose weights training continues from.
+PIPELINE_INDEX_FILENAME = "model_index.json"
+PIPELINE_TRAINED_COMPONENTS = ("transformer", "condition_codec")
+PIPELINE_WEIGHTS_FILENAME = "diffusion_pytorch_model.safetensors"
 _CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)")
 
 
@@ -143,6 +147,17 @@ def load_checkpoint(accelerator: Accelerator, path: str | Path, ema: Exponential
 
 
 def read_checkpoint_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Path]:
-    """The model and EMA tensors of a checkpoint (or of the newest checkpoint of a run directory), on the CPU."""
+    """The model and EMA tensors, in float32 on the CPU, of a checkpoint, of the newest checkpoint of a run directory,
+    or of a saved `CodPipeline` (a folder with `model_index.json`, such as an export or the embedded model: its
+    weights serve as both, and the training-only modules are absent)."""
+    path = Path(path)
+    if (path / PIPELINE_INDEX_FILENAME).is_file():
+        weights = {}
+        for component in PIPELINE_TRAINED_COMPONENTS:
+            file = path / component / PIPELINE_WEIGHTS_FILENAME
+            if not file.is_file():
+                raise FileNotFoundError(f"{path} is a pipeline folder without {component}/{PIPELINE_WEIGHTS_FILENAME}")
+            weights.update({f"{component}.{name}": value.float() for name, value in load_file(str(file)).items()})
+        return weights, dict(weights), path
     path = resolve_checkpoint(path)
     return load_file(str(path / MODEL_FILENAME)), load_file(str(path / EMA_FILENAME)), path

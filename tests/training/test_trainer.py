@@ -145,6 +145,19 @@ def test_a_stage_starts_from_the_previous_one_with_explicit_new_tensors(make_con
     assert torch.equal(trainer.ema.state_dict()["transformer.proj_out.weight"], ema["transformer.proj_out.weight"])
 
 
+def test_a_run_starts_from_a_saved_pipeline_such_as_the_embedded_model(make_config, tmp_path):
+    exported = CodTrainer(make_config("run.max_steps=1", output="first")).train()
+    with pytest.raises(ValueError, match="reconstruction_head"):
+        CodTrainer(make_config(f"model.init_from={exported}", output="second"))
+    trainer = CodTrainer(
+        make_config(f"model.init_from={exported}", "model.init_partial=[reconstruction_head.]", output="second")
+    )
+    saved = CodPipeline.from_pretrained(exported).transformer.state_dict()
+    state = trainer.training_model.state_dict()
+    assert torch.equal(state["transformer.proj_out.weight"], saved["proj_out.weight"])
+    assert torch.equal(trainer.ema.state_dict()["transformer.proj_out.weight"], saved["proj_out.weight"])
+
+
 def test_unreadable_images_are_skipped_with_a_warning(tmp_path, caplog):
     folder = tmp_path / "images"
     write_images(folder, 4)
