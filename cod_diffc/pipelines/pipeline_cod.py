@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,16 @@ class CodPipeline(DiffusionPipeline):
         if resolved in EMBEDDED_MODELS.values():
             kwargs.setdefault("dtype", torch.float32)
         return super().from_pretrained(resolved, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """`DiffusionPipeline.save_pretrained`, without the `_name_or_path` entries that diffusers copies into
+        `model_index.json` and the components' `config.json` from the folder a model was loaded from (a path of the
+        machine that saved it)."""
+        super().save_pretrained(save_directory, **kwargs)
+        for config_file in [Path(save_directory) / "model_index.json", *Path(save_directory).glob("*/config.json")]:
+            config = json.loads(config_file.read_text())
+            if config.pop("_name_or_path", None) is not None:
+                config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_named_config(cls, name: str, vae: AutoencoderKL | None = None) -> CodPipeline:

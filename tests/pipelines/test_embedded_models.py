@@ -22,6 +22,21 @@ def test_the_default_model_ships_as_safetensors_within_30_mb_with_the_training_d
     assert "CC BY-SA 4.0" in notice and "Unsplash" in notice
 
 
+def test_no_shipped_file_carries_a_path_of_the_machine_that_made_it():
+    package = Path(embedded_models.__file__).resolve().parents[1]
+    for path in [*package.rglob("*.json"), *package.rglob("*.md"), *package.rglob("*.yaml")]:
+        text = path.read_text()
+        for marker in ("/work/", "/home/", "/root/", "/tmp/", "C:\\"):
+            assert marker not in text, f"{path} mentions {marker}"
+
+
+def test_save_pretrained_writes_no_name_or_path(tmp_path):
+    CodPipeline.from_pretrained(DEFAULT_EMBEDDED_MODEL).save_pretrained(tmp_path)
+    index = (tmp_path / "model_index.json").read_text()
+    assert "_name_or_path" not in index and '"_class_name": "CodPipeline"' in index
+    assert CodPipeline.from_pretrained(tmp_path).config.default_guidance_scale > 0
+
+
 def test_from_pretrained_takes_the_embedded_name_and_computes_in_float32():
     pipeline = CodPipeline.from_pretrained(DEFAULT_EMBEDDED_MODEL)
     assert pipeline.vae is None and pipeline.transformer.config.in_channels == 3
