@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="compress images with DiffC on a diffusion backbone",
         description=(
             "Compress images with DiffC. One encode per image serves every requested rate (the stream is "
-            "progressive). Image sizes the backbone cannot take are refused with the sizes it accepts."
+            "progressive). Any image size: sides the backbone cannot take are mirror-padded and cropped on decode."
         ),
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG/JPEG/WebP/... images")
@@ -40,6 +40,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness, stored in the stream")
     parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
     parser.add_argument("--denoise-guidance-scale", type=float, default=None, help="guidance the decoder uses")
+    parser.add_argument(
+        "--max-side",
+        type=int_in_range(1),
+        default=None,
+        help="downscale (Lanczos) images whose long side exceeds this many pixels before coding; the stream then "
+        "decodes to the downscaled size (for images too large for the device's memory)",
+    )
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
     add_runtime_arguments(parser)
     parser.set_defaults(func=run)
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
     from cod_diffc.diffc import DiffCSchedule, available_backbones, encode, load_backbone
-    from cod_diffc.image_files import atomic_write, load_image
+    from cod_diffc.image_files import atomic_write, limit_long_side, load_image
 
     if args.backbone not in available_backbones():
         raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(available_backbones())}")
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if len(labels) == 1:
         labels = [""]
     destinations = output_paths(args.images, labels, args.output, STREAM_SUFFIX)
-    images = {path: load_image(path) for path in args.images}  # all inputs checked before any work
+    images = {path: limit_long_side(load_image(path), args.max_side) for path in args.images}  # checked before work
 
     quiet_model_loading()
     adapter = load_backbone(
@@ -87,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
     simulator = build_simulator(args.coder, args.chunk_bits)
     for path in tqdm(args.images, desc="images", disable=args.no_progress or len(args.images) == 1):
         image = images[path]
-        adapter.latent_shape(*image.shape[-2:])  # a size the backbone cannot take fails here, naming the constraint
         start = time.perf_counter()
         result = encode(
             image.to(torch.float32),

@@ -127,10 +127,15 @@ class BackboneAdapter(ABC):
             registry names sets it per instance.
         default_guidance_scale (`float`):
             Classifier-free guidance scale used when the caller gives none (1.0: no guidance).
+        size_multiple (`int`):
+            The multiple that image sides must be for `latent_shape` (CoD: its code stride; Stable Diffusion: its
+            VAE's downsampling). The codec mirror-pads other sizes up to it, records the true size in the stream and
+            crops on decode ([`~diffc.padding`]), so users can pass images of any size. Defaults to 1.
     """
 
     name: str
     default_guidance_scale: float = 1.0
+    size_multiple: int = 1
 
     @property
     @abstractmethod
@@ -204,6 +209,11 @@ class BackboneAdapter(ABC):
             raise StreamError(
                 f"backbone {self.name!r} takes no side information, but the stream carries {len(side_info)} bytes"
             )
+
+    def working_memory_bytes(self, height: int, width: int) -> int | None:
+        """An estimate of the memory one network evaluation on an `H x W` (padded) image needs beyond the weights,
+        so a codec can refuse a size that will not fit before any work starts; `None` (the default) when unknown."""
+        return None
 
     @abstractmethod
     def fingerprint(self) -> bytes:

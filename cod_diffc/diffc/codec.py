@@ -32,7 +32,9 @@ from .bitstream import DiffCStream, read_stream, write_stream
 from .channel import ChannelSimulator, ChunkedPFRSimulator, StepCode
 from .channel_pooled import PooledPFRSimulator
 from .errors import StreamError
+from .padding import crop_image, pad_image, padded_size
 from .randomness import CounterGenerator, derive_key
+from .resources import check_image_fits
 from .schedule import DiffCSchedule, ReverseStep, to_float16
 
 
@@ -243,7 +245,9 @@ def encode(
     Encodes an image with DiffC, running the schedule only as far as the requested cuts need.
 
     Args:
-        image (`torch.Tensor`): `(1, 3, H, W)` image in [0, 1].
+        image (`torch.Tensor`): `(1, 3, H, W)` image in [0, 1], of any size: sides that are not multiples of the
+            backbone's `size_multiple` are mirror-padded for coding ([`~diffc.padding`]); the stream records the
+            true size, and bpp counts its pixels.
         adapter ([`BackboneAdapter`]): The backbone.
         stop_step (`int` or `Sequence[int]`, *optional*):
             Cut(s) at these numbers of steps. Give this or `target_bpp`; with neither, the whole schedule is sent.
@@ -267,15 +271,18 @@ def encode(
         and file size.
 
     Raises:
-        `ValueError`: For a bad image size, a stop step outside the schedule, or a target bpp below the smallest
-            file (header and side information alone); the message gives the achievable range.
+        `ValueError`: For a stop step outside the schedule, or a target bpp below the smallest file (header and side
+            information alone); the message gives the achievable range.
+        [`~diffc.resources.ImageTooLargeError`]: For an image the device has not the memory for (before any work).
     """
     if stop_step is not None and target_bpp is not None:
         raise ValueError("give stop_step or target_bpp, not both")
     schedule = DiffCSchedule() if schedule is None else schedule
     simulator = default_simulator() if simulator is None else simulator
     height, width = _check_image(image)
-    latent_shape = adapter.latent_shape(height, width)
+    check_image_fits(adapter, height, width)
+    image = pad_image(image, adapter.size_multiple)  # (1, 3, H', W')
+    latent_shape = adapter.latent_shape(*image.shape[-2:])
     guidance_scale = _check_guidance(
         "guidance_scale", adapter.default_guidance_scale if guidance_scale is None else guidance_scale
     )
@@ -317,7 +324,7 @@ def encode(
     if target_latent.shape != (1, *latent_shape):
         raise ValueError(
             f"{type(adapter).__name__}.encode_image gave a latent of shape {tuple(target_latent.shape)}, but its "
-            f"latent_shape({height}, {width}) is {latent_shape}"
+            f"latent_shape{tuple(image.shape[-2:])} is {latent_shape}"
         )
     latent = _initial_noise(seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
     latents = {0: latent}  # stop step -> noisy latent, for the requested cuts only
@@ -414,8 +421,9 @@ def decode(
             simulator = channel_from_config(parsed.channel)
         elif channel_config(simulator) != parsed.channel:
             raise StreamError(f"stream coded with another channel simulator configuration than {simulator!r}")
+    coded_size = padded_size(parsed.height, parsed.width, adapter.size_multiple)
     try:
-        latent_shape = adapter.latent_shape(parsed.height, parsed.width)
+        latent_shape = adapter.latent_shape(*coded_size)
     except ValueError as error:
         raise StreamError(f"image size {parsed.height}x{parsed.width} invalid for the backbone: {error}") from None
     if math.prod(latent_shape) > max_latent_elements:
@@ -423,8 +431,9 @@ def decode(
             f"image size {parsed.height}x{parsed.width} needs a latent of {math.prod(latent_shape)} elements, more "
             f"than max_latent_elements={max_latent_elements}"
         )
+    check_image_fits(adapter, parsed.height, parsed.width)
     try:
-        adapter.load_condition(parsed.side_info, parsed.height, parsed.width)
+        adapter.load_condition(parsed.side_info, *coded_size)
     except StreamError:
         raise
     except ValueError as error:
@@ -512,8 +521,8 @@ def decompress(
     progress: bool = True,
 ) -> torch.Tensor:
     r"""
-    Decompresses a DiffC file into a `(1, 3, H, W)` image in [0, 1]: [`decode`], then [`denoise`] with the stream's
-    denoising guidance, then the backbone's `decode_latent`.
+    Decompresses a DiffC file into a `(1, 3, H, W)` image in [0, 1] of the size the stream records: [`decode`], then
+    [`denoise`] with the stream's denoising guidance, then the backbone's `decode_latent` and the crop of any padding.
     """
     decoded = decode(stream, adapter, simulator=simulator, progress=progress)
     clean_latent = denoise(
@@ -524,4 +533,4 @@ def decompress(
         num_denoise_steps,
         progress=progress,
     )
-    return adapter.decode_latent(clean_latent)
+    return crop_image(adapter.decode_latent(clean_latent), decoded.stream.height, decoded.stream.width)

@@ -43,7 +43,7 @@ class GaussianBackbone(BackboneAdapter):
             raise ValueError(f"patch_size must be >= 1, got {patch_size}")
         self.mean = float(mean)
         self.std = float(std)
-        self.patch_size = int(patch_size)
+        self.patch_size = self.size_multiple = int(patch_size)
         self._device = torch.device(device)
 
     @property

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cod_diffc.cli import main
-from cod_diffc.diffc import denoise, encode, load_backbone
+from cod_diffc.diffc import denoise, encode, load_backbone, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.schedule import DiffCSchedule
 from cod_diffc.evaluation.metrics import to_uint8
@@ -83,14 +83,12 @@ def test_bad_inputs_give_one_line_errors_and_no_output(workspace, capsys, tmp_pa
     model = ["--model", str(workspace / "model")]
     out = tmp_path / "out.cdc"
     (tmp_path / "text.png").write_text("not an image")
-    PIL.Image.new("RGB", (48, 48)).save(tmp_path / "odd_size.png")
     wrong_kind = tmp_path / "sd_model"
     wrong_kind.mkdir()
     (wrong_kind / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     cases = {
         "no such file": ["compress", str(tmp_path / "missing.png"), *model, "-o", str(out)],
         "not an image": ["compress", str(tmp_path / "text.png"), *model, "-o", str(out)],
-        "multiple": ["compress", str(tmp_path / "odd_size.png"), *model, "-o", str(out), *FAST],
         "unknown backbone": ["compress", str(workspace / "photo.png"), "--backbone", "nope", "-o", str(out)],
         "not a CodPipeline": ["compress", str(workspace / "photo.png"), "--model", str(wrong_kind), "-o", str(out)],
         "bpp": ["compress", str(workspace / "photo.png"), *model, "--bpp", "0.001", "-o", str(out), *FAST],
@@ -100,6 +98,30 @@ def test_bad_inputs_give_one_line_errors_and_no_output(workspace, capsys, tmp_pa
         assert expected in run_failing(argv, capsys)
         assert not out.exists()
         assert not list(tmp_path.glob(".out.cdc.*"))  # no temporary file left behind
+
+
+def test_an_image_too_large_for_the_memory_is_refused_with_the_choices(workspace, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("cod_diffc.diffc.resources.available_memory_bytes", lambda device: 2**20)  # 1 MiB free
+    out = tmp_path / "out.cdc"
+    argv = ["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "-o", str(out), *FAST]
+    error = run_failing(argv, capsys)
+    assert "96x64 image needs about" in error and "MiB free" in error
+    side = int(error.split("--max-side ")[1].split(",")[0])
+    assert not out.exists()
+    assert main([*argv, "--max-side", str(side)]) == 0
+    header = read_stream(out.read_bytes())
+    assert max(header.height, header.width) == side and header.width / header.height == pytest.approx(1.5, rel=0.1)
+
+
+def test_any_size_round_trips_through_the_cli(workspace, tmp_path):
+    rng = np.random.default_rng(1)
+    PIL.Image.fromarray(rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(tmp_path / "odd.png")
+    model = ["--model", str(workspace / "model")]
+    assert main(["compress", str(tmp_path / "odd.png"), *model, "--stop-step", "2", "-o", str(tmp_path / "odd.cdc"),
+                 *FAST]) == 0
+    assert main(["decompress", str(tmp_path / "odd.cdc"), *model, "--denoise-steps", "2", "--no-progress", "-o",
+                 str(tmp_path / "odd_decoded.png")]) == 0
+    assert PIL.Image.open(tmp_path / "odd_decoded.png").size == (70, 45)
 
 
 def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):

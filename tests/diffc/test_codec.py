@@ -292,11 +292,9 @@ class TestDenoiseAndConvenience:
         with pytest.raises(ValueError, match=message):
             encode(image, adapter, schedule=SCHEDULE, simulator=SIMULATOR, progress=False, **arguments)
 
-    def test_encode_rejects_a_batch_or_an_off_grid_image(self, image):
+    def test_encode_rejects_a_batch(self, image):
         with pytest.raises(ValueError, match=r"\(1, 3, H, W\)"):
             encode(image.repeat(2, 1, 1, 1), GaussianBackbone())
-        with pytest.raises(ValueError, match="patch_size"):
-            encode(image[..., :7], GaussianBackbone(patch_size=2))
 
 
 @pytest.mark.gpu

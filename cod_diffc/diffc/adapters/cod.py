@@ -15,6 +15,7 @@ import torch
 
 from ..adapter import FlowMatchingAdapterMixin, fingerprint_state_dict
 from ..errors import StreamError
+from ..resources import vae_decode_bytes_per_pixel
 
 
 if TYPE_CHECKING:
@@ -46,6 +47,27 @@ class CodBackbone(FlowMatchingAdapterMixin):
     @property
     def dtype(self) -> torch.dtype:
         return self.pipeline.transformer.dtype
+
+    @property
+    def size_multiple(self) -> int:
+        return self.pipeline.condition_codec.code_stride
+
+    def working_memory_bytes(self, height: int, width: int) -> int:
+        """Activations of one transformer pass (the per-pixel neural-field head, or the VAE decoder of a latent model,
+        and attention over the 16 x 16-pixel tokens if it is materialised) and of the condition codec. Calibrated on
+        the embedded model (head width 32): 0.09 / 0.29 / 0.98 GiB of peak resident memory above the loaded model
+        measured for one guided pass at 256 / 512 / 1024 px squared, against 0.13 / 0.51 / 2.1 GiB estimated (on the
+        safe side; a 4032 x 3024 photo: 40 GiB)."""
+        pixels = height * width
+        transformer = self.pipeline.transformer.config
+        tokens = pixels // 256
+        attention = 4 * transformer.num_attention_heads * tokens**2
+        if self.pipeline.vae is None:
+            per_pixel = 40 * transformer.head_hidden_size
+        else:
+            per_pixel = vae_decode_bytes_per_pixel(self.pipeline.vae.config.block_out_channels)
+        codec = 24 * self.pipeline.condition_codec.config.base_channels
+        return pixels * (per_pixel + codec) + attention
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         self.pipeline.condition_codec.code_grid_size(height, width)  # raises ValueError for sizes it cannot take

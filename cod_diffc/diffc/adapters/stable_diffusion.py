@@ -40,6 +40,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..adapter import BackboneAdapter, _as_batch_scalar, fingerprint_state_dict
 from ..errors import StreamError
+from ..resources import vae_decode_bytes_per_pixel
 
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -330,8 +331,16 @@ class StableDiffusionAdapter(BackboneAdapter):
         self._prompt_embeds = self.encode_prompt(prompt) if prompt else self._empty_prompt_embeds
         self._prompt = prompt
 
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def working_memory_bytes(self, height: int, width: int) -> int:
+        """The VAE decode at full resolution dominates (the UNet runs on a latent 64 times smaller)."""
+        return height * width * vae_decode_bytes_per_pixel(self.vae.config.block_out_channels)
+
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        factor = self.size_multiple
         if height < 1 or width < 1 or height % factor or width % factor:
             raise ValueError(
                 f"Stable Diffusion needs image sides that are positive multiples of {factor} (its VAE downsamples "
