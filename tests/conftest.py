@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 def reference_dir() -> Path:
     """`../shared/reference` beside the checkout (CI clones the project with `shared/` next to it)."""
     if not REFERENCE_DIR.is_dir():
-        raise FileNotFoundError(f"reference data not found at {REFERENCE_DIR}; clone the project beside shared/")
+        pytest.skip(f"reference data not found at {REFERENCE_DIR}: clone the project beside shared/")
     return REFERENCE_DIR
 
 
@@ -43,7 +43,9 @@ def cod_official_dir() -> Path:
     by default `../shared/reference/cod_official` beside the checkout. Any folder made the same way will do."""
     folder = Path(os.environ.get("COD_DIFFC_REFERENCE_DIR", REFERENCE_DIR / "cod_official"))
     if not folder.is_dir():
-        raise FileNotFoundError(f"official-CoD reference folder not found at {folder} (set COD_DIFFC_REFERENCE_DIR)")
+        pytest.skip(
+            f"official-CoD reference folder not found at {folder}: clone beside shared/ or set COD_DIFFC_REFERENCE_DIR"
+        )
     return folder
 
 

@@ -21,7 +21,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", help="the model the streams were made with (default: the backbone's default)")
     parser.add_argument(
-        "--denoise-steps", type=int_in_range(1), default=25, help="probability-flow ODE steps (default 25)"
+        "--decode",
+        choices=("flow", "mean"),
+        default="flow",
+        help="flow: probability-flow ODE with the stream's guidance (detail, realism; default); mean: one-step "
+        "posterior mean without guidance (highest PSNR, blurrier, one network pass)",
+    )
+    parser.add_argument(
+        "--denoise-steps", type=int_in_range(1), default=25, help="probability-flow ODE steps of --decode flow (25)"
     )
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
     add_runtime_arguments(parser)
@@ -59,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         try:
             image = decompress(
-                data, adapters[header.backbone], num_denoise_steps=args.denoise_steps, progress=not args.no_progress
+                data,
+                adapters[header.backbone],
+                method=args.decode,
+                num_denoise_steps=args.denoise_steps,
+                progress=not args.no_progress,
             )
         except StreamError as error:
             raise StreamError(f"{path}: {error}") from None

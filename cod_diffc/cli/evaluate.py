@@ -59,7 +59,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--option", dest="options", action=_BackboneSettingAction, metavar="KEY=VALUE", help="backbone option"
     )
     parser.add_argument(
-        "--baseline", nargs="+", default=[], metavar="CODEC", help="classical codecs to compare: jpeg webp avif jxl"
+        "--baseline",
+        nargs="+",
+        default=[],
+        metavar="CODEC",
+        help="classical codecs to compare: jpeg webp avif jxl, and their downscale-code-upscale variants for very "
+        "low rates: jpeg-down webp-down avif-down jxl-down",
     )
     parser.add_argument("--anchor", help="method the BD table compares against (default: the first)")
     parser.add_argument("--crop-image", help="name (stem) of the image shown in the crops (default: the first)")
@@ -74,6 +79,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--denoise-guidance-scale", type=float, default=None, help="guidance the decoder uses")
     parser.add_argument(
         "--denoise-steps", type=int_in_range(1), default=25, help="probability-flow ODE steps (default 25)"
+    )
+    parser.add_argument(
+        "--decode",
+        nargs="+",
+        choices=("flow", "mean"),
+        default=["flow"],
+        help="DiffC decodes to evaluate, each a method from the same encode: flow (probability-flow ODE, default) "
+        "and/or mean (one-step posterior mean, highest PSNR); names other than flow get a -mean suffix",
     )
     add_runtime_arguments(parser)
     parser.set_defaults(func=run, backbones=None)
@@ -91,7 +104,12 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
         if spec["backbone"] not in available_backbones():
             raise ValueError(f"unknown backbone {spec['backbone']!r}; available: {', '.join(available_backbones())}")
     codecs, notes = codec_availability(args.baseline)
-    names = [spec["label"] or f"cod_diffc-{spec['backbone']}" for spec in specs] + [codec.name for codec in codecs]
+    decodes = list(dict.fromkeys(args.decode))
+    diffc_runs = [(spec, decode) for spec in specs for decode in decodes]
+    names = [
+        (spec["label"] or f"cod_diffc-{spec['backbone']}") + ("" if decode == "flow" else f"-{decode}")
+        for spec, decode in diffc_runs
+    ] + [codec.name for codec in codecs]
     if not names:
         unavailable = f" ({'; '.join(notes)})" if notes else ""
         raise ValueError(f"nothing to evaluate: give a --backbone or a --baseline this machine can run{unavailable}")
@@ -101,24 +119,27 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
 
     quiet_model_loading()
     methods = []
-    for name, spec in zip(names, specs):
-        adapter = load_backbone(
-            spec["backbone"],
-            spec["model"],
-            device=device,
-            dtype=DTYPES[args.dtype],
-            **parse_options(spec["options"], spec["backbone"]),
-        )
+    adapters = {}
+    for name, (spec, decode) in zip(names, diffc_runs):
+        if id(spec) not in adapters:
+            adapters[id(spec)] = load_backbone(
+                spec["backbone"],
+                spec["model"],
+                device=device,
+                dtype=DTYPES[args.dtype],
+                **parse_options(spec["options"], spec["backbone"]),
+            )
         methods.append(
             DiffCMethod(
                 name,
-                adapter,
+                adapters[id(spec)],
                 schedule=DiffCSchedule(num_steps=args.steps) if args.steps is not None else None,
                 simulator=build_simulator(args.coder, args.chunk_bits),
                 seed=args.seed,
                 guidance_scale=args.guidance_scale,
                 denoise_guidance_scale=args.denoise_guidance_scale,
                 num_denoise_steps=args.denoise_steps,
+                decode=decode,
             )
         )
     methods += [CodecMethod(codec) for codec in codecs]

@@ -21,7 +21,17 @@ _EXPORTS = {
     "adapter": ["BackboneAdapter", "FlowMatchingAdapterMixin", "fingerprint_state_dict", "FINGERPRINT_SIZE"],
     "bitstream": ["DiffCStream", "StreamMode", "read_stream", "write_stream"],
     "channel": ["ChannelSimulator", "StepCode"],
-    "codec": ["DecodeResult", "EncodeResult", "RatePoint", "compress", "decode", "decompress", "denoise", "encode"],
+    "codec": [
+        "DECODE_METHODS",
+        "DecodeResult",
+        "EncodeResult",
+        "RatePoint",
+        "compress",
+        "decode",
+        "decompress",
+        "denoise",
+        "encode",
+    ],
     "errors": ["StreamError"],
     "gaussian_backbone": ["GaussianBackbone"],
     "randomness": ["derive_key"],
@@ -53,7 +63,17 @@ if TYPE_CHECKING:
     from .adapter import FINGERPRINT_SIZE, BackboneAdapter, FlowMatchingAdapterMixin, fingerprint_state_dict
     from .bitstream import DiffCStream, StreamMode, read_stream, write_stream
     from .channel import ChannelSimulator, StepCode
-    from .codec import DecodeResult, EncodeResult, RatePoint, compress, decode, decompress, denoise, encode
+    from .codec import (
+        DECODE_METHODS,
+        DecodeResult,
+        EncodeResult,
+        RatePoint,
+        compress,
+        decode,
+        decompress,
+        denoise,
+        encode,
+    )
     from .errors import StreamError
     from .gaussian_backbone import GaussianBackbone
     from .randomness import derive_key

@@ -38,6 +38,10 @@ from .resources import check_image_fits
 from .schedule import DiffCSchedule, ReverseStep, to_float16
 
 
+DECODE_METHODS = ("flow", "mean")
+"""How [`decompress`] turns the decoded noisy latent into an image: the probability-flow ODE, or the one-step
+posterior mean."""
+
 DEFAULT_MAX_LATENT_ELEMENTS = 2**26
 """Largest latent (`C * h * w`) a decoder allocates for a stream unless told otherwise."""
 
@@ -516,21 +520,27 @@ def decompress(
     stream: bytes,
     adapter: BackboneAdapter,
     *,
+    method: str = "flow",
     num_denoise_steps: int = 25,
     simulator: ChannelSimulator | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
     r"""
     Decompresses a DiffC file into a `(1, 3, H, W)` image in [0, 1] of the size the stream records: [`decode`], then
-    [`denoise`] with the stream's denoising guidance, then the backbone's `decode_latent` and the crop of any padding.
+    the denoising `method`, then the backbone's `decode_latent` and the crop of any padding.
+
+    Args:
+        method (`str`, defaults to `"flow"`): One of [`DECODE_METHODS`]. `"flow"`: the probability-flow ODE in
+            `num_denoise_steps` steps with the stream's denoising guidance (sharper, more realistic detail).
+            `"mean"`: the one-step posterior mean `x0_hat` without guidance (highest PSNR, blurrier); it ignores
+            `num_denoise_steps`. Both read the same stream: the choice costs no bytes.
     """
+    if method not in DECODE_METHODS:
+        raise ValueError(f"unknown decode method {method!r}; choose from {', '.join(DECODE_METHODS)}")
     decoded = decode(stream, adapter, simulator=simulator, progress=progress)
-    clean_latent = denoise(
-        decoded.latent,
-        decoded.t,
-        adapter,
-        decoded.stream.denoise_guidance_scale,
-        num_denoise_steps,
-        progress=progress,
-    )
+    if method == "mean":
+        guidance_scale, num_denoise_steps = 1.0, 1
+    else:
+        guidance_scale = decoded.stream.denoise_guidance_scale
+    clean_latent = denoise(decoded.latent, decoded.t, adapter, guidance_scale, num_denoise_steps, progress=progress)
     return crop_image(adapter.decode_latent(clean_latent), decoded.stream.height, decoded.stream.width)

@@ -2,11 +2,18 @@
 
 JPEG and WebP go through Pillow, AVIF (libavif) and JPEG XL (libjxl) through imagecodecs. A codec whose library (or
 build) is missing is reported by [`codec_availability`], never silently dropped.
+
+Each codec also has a `-down` variant (`jpeg-down`, ...) for rates below what the codec reaches at full size: what a
+person would do at 0.01-0.05 bpp. It downscales the image by a factor from [`DOWNSCALE_FACTORS`] (1 included), codes
+it, and upscales the decoded image back with Lanczos; per target rate it keeps the (factor, quality) pair with the
+highest PSNR among those that fit. Its file is a [`SIZE_HEADER_BYTES`]-byte header with the original size followed by
+the codec's file, and bpp counts both.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +55,7 @@ class CodecPoint:
         reconstruction (`np.ndarray`): `(H, W, 3)` uint8 decoded image.
         encoding_time (`float`): Seconds of the final encode (the search's other encodes are not counted).
         decoding_time (`float`): Seconds to decode it.
+        downscale (`int`, defaults to `1`): The factor the image was downscaled by before coding (`-down` variants).
     """
 
     quality: int
@@ -55,6 +63,12 @@ class CodecPoint:
     reconstruction: np.ndarray
     encoding_time: float
     decoding_time: float
+    downscale: int = 1
+
+    @property
+    def setting(self) -> str:
+        quality = f"quality={self.quality}"
+        return quality if self.downscale == 1 else f"downscale=1/{self.downscale},{quality}"
 
 
 def _pillow_codec(name: str, pillow_format: str, quality_range: tuple[int, int], **save_options) -> BaselineCodec:
@@ -108,24 +122,51 @@ BASELINE_CODECS: dict[str, BaselineCodec] = {
 """The baselines `cod-diffc evaluate --baseline` offers, by name."""
 
 
-def codec_availability(names: Sequence[str]) -> tuple[list[BaselineCodec], list[str]]:
+DOWNSCALE_SUFFIX = "-down"
+DOWNSCALE_FACTORS = (1, 2, 3, 4, 6, 8)
+"""The factors a `-down` baseline may divide the image sides by."""
+SIZE_HEADER_BYTES = 4
+"""A `-down` file starts with the original width and height (big-endian uint16 each), which its decoder needs."""
+_MIN_DOWNSCALED_SIDE = 8
+
+
+@dataclass(frozen=True)
+class BaselineRequest:
+    """A baseline to evaluate: a codec, at full size only or (`downscale`) with the downscale-and-upscale search."""
+
+    codec: BaselineCodec
+    downscale: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.codec.name + (DOWNSCALE_SUFFIX if self.downscale else "")
+
+
+def baseline_names() -> list[str]:
+    """Every name `--baseline` accepts."""
+    return [name + suffix for name in BASELINE_CODECS for suffix in ("", DOWNSCALE_SUFFIX)]
+
+
+def codec_availability(names: Sequence[str]) -> tuple[list[BaselineRequest], list[str]]:
     """
-    The codecs named that can run here, and one note per codec that cannot (its library or build is missing).
+    The baselines named that can run here, and one note per baseline that cannot (its library or build is missing).
 
     Raises:
-        `ValueError`: For a name not in [`BASELINE_CODECS`].
+        `ValueError`: For a name not in [`baseline_names`].
     """
-    unknown = [name for name in names if name not in BASELINE_CODECS]
+    unknown = [name for name in names if name not in baseline_names()]
     if unknown:
-        raise ValueError(f"unknown baseline codec(s) {', '.join(unknown)}; choose from {', '.join(BASELINE_CODECS)}")
-    codecs, notes = [], []
+        raise ValueError(f"unknown baseline codec(s) {', '.join(unknown)}; choose from {', '.join(baseline_names())}")
+    requests, notes = [], []
     for name in names:
-        reason = BASELINE_CODECS[name].available()
+        downscale = name.endswith(DOWNSCALE_SUFFIX)
+        codec = BASELINE_CODECS[name.removesuffix(DOWNSCALE_SUFFIX)]
+        reason = codec.available()
         if reason is None:
-            codecs.append(BASELINE_CODECS[name])
+            requests.append(BaselineRequest(codec, downscale))
         else:
             notes.append(f"{name}: not evaluated, {reason}")
-    return codecs, notes
+    return requests, notes
 
 
 def encode_at_rates(codec: BaselineCodec, image: np.ndarray, target_bpps: Sequence[float]) -> list[CodecPoint]:
@@ -171,4 +212,67 @@ def encode_at_rates(codec: BaselineCodec, image: np.ndarray, target_bpps: Sequen
         reconstruction = codec.decode(data)
         decoding_time = time.perf_counter() - start
         points.append(CodecPoint(low, data, reconstruction, encoding_time, decoding_time))
+    return points
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`(H, W, 3)` uint8 resized with Lanczos to `height x width`."""
+    return np.asarray(PIL.Image.fromarray(image).resize((width, height), PIL.Image.Resampling.LANCZOS))
+
+
+def decode_downscaled(codec: BaselineCodec, data: bytes) -> np.ndarray:
+    """A `-down` file -> the `(H, W, 3)` uint8 image at its original size (decoded, then upscaled with Lanczos)."""
+    width, height = struct.unpack(">HH", data[:SIZE_HEADER_BYTES])
+    return _resize(codec.decode(data[SIZE_HEADER_BYTES:]), width, height)
+
+
+def encode_downscaled_at_rates(
+    codec: BaselineCodec,
+    image: np.ndarray,
+    target_bpps: Sequence[float],
+    factors: Sequence[int] = DOWNSCALE_FACTORS,
+) -> list[CodecPoint]:
+    r"""
+    Encodes `image` per target rate at the (downscale factor, quality) pair with the highest PSNR whose whole file
+    (size header included) fits the target; a target that nothing fits gets the largest factor at the lowest
+    quality, so the point lies above the target.
+
+    Args:
+        codec ([`BaselineCodec`]): The codec.
+        image (`np.ndarray`): `(H, W, 3)` uint8 image, sides below 65536.
+        target_bpps (`Sequence[float]`): Target rates in bits per pixel (whole file).
+        factors (`Sequence[int]`): The downscale factors tried (sides divided by them, at least 8 px left).
+
+    Returns:
+        `list[CodecPoint]`: One per target, in the order given; `data` is the `-down` file, `reconstruction` the
+        upscaled image.
+    """
+    from .metrics import psnr
+
+    height, width = image.shape[:2]
+    if max(height, width) >= 2**16:
+        raise ValueError(f"a -down baseline stores sides below 65536, got {width}x{height}")
+    header = struct.pack(">HH", width, height)
+    budgets = [max(target * height * width / 8 - SIZE_HEADER_BYTES, 0.0) for target in target_bpps]  # codec bytes
+    usable = [factor for factor in factors if min(height, width) // factor >= _MIN_DOWNSCALED_SIDE] or [1]
+    candidates: dict[int, list[CodecPoint]] = {}  # factor -> one point per target, at the downscaled size
+    for factor in usable:
+        small = image if factor == 1 else _resize(image, round(width / factor), round(height / factor))
+        small_pixels = small.shape[0] * small.shape[1]
+        candidates[factor] = encode_at_rates(codec, small, [8 * budget / small_pixels for budget in budgets])
+
+    points = []
+    for index, budget in enumerate(budgets):
+        fitting = [
+            (psnr(image, _resize(found[index].reconstruction, width, height)), factor)
+            for factor, found in candidates.items()
+            if len(found[index].data) <= budget
+        ]
+        factor = max(fitting)[1] if fitting else usable[-1]
+        chosen = candidates[factor][index]
+        data = header + chosen.data
+        start = time.perf_counter()
+        reconstruction = decode_downscaled(codec, data)
+        decoding_time = time.perf_counter() - start
+        points.append(CodecPoint(chosen.quality, data, reconstruction, chosen.encoding_time, decoding_time, factor))
     return points

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from cod_diffc.image_files import IMAGE_SUFFIXES, atomic_write, load_image, save_image
 
-from .baselines import BaselineCodec, encode_at_rates
+from .baselines import BaselineRequest, encode_at_rates, encode_downscaled_at_rates
 from .metrics import PerceptualMetric, ms_ssim, psnr, to_uint8
 
 
@@ -82,8 +82,9 @@ class RateMethod(ABC):
 class DiffCMethod(RateMethod):
     r"""
     DiffC on a backbone: one encode per image yields every target rate; each cut is decoded from its file as a
-    receiver would ([`~diffc.decompress`]: replay of the coded steps, then the probability-flow denoising), and that
-    whole decode is what `decoding_time` measures.
+    receiver would ([`~diffc.decompress`]: replay of the coded steps, then the `decode` method's denoising), and that
+    whole decode is what `decoding_time` measures. Methods that differ only in `decode` (`--decode flow mean`) share
+    one encode per image: the last encode is kept and reused when the next method asks for the same one.
 
     Parameters:
         name (`str`): Method name, e.g. `"cod_diffc-cod"`.
@@ -95,9 +96,11 @@ class DiffCMethod(RateMethod):
         guidance_scale (`float`, *optional*): Guidance of the coded steps.
         denoise_guidance_scale (`float`, *optional*): Guidance of the decoder's denoising.
         num_denoise_steps (`int`, defaults to `25`): Probability-flow ODE steps of the decoder.
+        decode (`str`, defaults to `"flow"`): The decoder's denoising, one of [`~diffc.DECODE_METHODS`].
     """
 
     stream_suffix = ".cdc"
+    _last_encode: tuple[tuple, Any, float] | None = None  # (key, EncodeResult, seconds), shared by all instances
 
     def __init__(
         self,
@@ -110,13 +113,19 @@ class DiffCMethod(RateMethod):
         guidance_scale: float | None = None,
         denoise_guidance_scale: float | None = None,
         num_denoise_steps: int = 25,
+        decode: str = "flow",
     ):
+        from cod_diffc.diffc import DECODE_METHODS
+
         if num_denoise_steps < 1:
             raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
+        if decode not in DECODE_METHODS:
+            raise ValueError(f"unknown decode method {decode!r}; choose from {', '.join(DECODE_METHODS)}")
         self.name = name
+        self.decode = decode
         self.description = (
-            f"Inference (diffc on the {adapter.name} backbone, actual bytes; one encode per image for all rates, "
-            "whose time every point reports)"
+            f"Inference (diffc on the {adapter.name} backbone, {decode} decode, actual bytes; one encode per image "
+            "for all rates, whose time every point reports)"
         )
         self.adapter = adapter
         self.encode_options = {
@@ -140,14 +149,23 @@ class DiffCMethod(RateMethod):
             "guidance_scale": guidance_scale,
             "denoise_guidance_scale": denoise_guidance_scale,
             "num_denoise_steps": num_denoise_steps,
+            "decode": decode,
         }
 
     def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
         from cod_diffc.diffc import decompress, encode
 
-        start = time.perf_counter()
-        result = encode(image, self.adapter, target_bpp=list(target_bpps), progress=False, **self.encode_options)
-        encoding_time = time.perf_counter() - start
+        encode_settings = {
+            key: value for key, value in self.settings.items() if key not in ("decode", "num_denoise_steps")
+        }
+        key = (id(self.adapter), json.dumps(encode_settings), image.numpy().tobytes(), tuple(target_bpps))
+        if DiffCMethod._last_encode is not None and DiffCMethod._last_encode[0] == key:
+            _, result, encoding_time = DiffCMethod._last_encode
+        else:
+            start = time.perf_counter()
+            result = encode(image, self.adapter, target_bpp=list(target_bpps), progress=False, **self.encode_options)
+            encoding_time = time.perf_counter() - start
+            DiffCMethod._last_encode = (key, result, encoding_time)
         reconstructions = []
         for target, point in zip(target_bpps, result.points):
             # Decoded from the file as a receiver would: replay the coded steps, then the probability-flow ODE.
@@ -155,6 +173,7 @@ class DiffCMethod(RateMethod):
             decoded = decompress(
                 point.stream,
                 self.adapter,
+                method=self.decode,
                 num_denoise_steps=self.num_denoise_steps,
                 simulator=self.encode_options["simulator"],
                 progress=False,
@@ -174,30 +193,36 @@ class DiffCMethod(RateMethod):
 
 class CodecMethod(RateMethod):
     r"""
-    A classical codec at the highest quality fitting each target rate ([`~evaluation.baselines.encode_at_rates`]).
+    A classical codec at the highest quality fitting each target rate ([`~evaluation.baselines.encode_at_rates`]),
+    or, for a `-down` request, at the best (downscale factor, quality) pair
+    ([`~evaluation.baselines.encode_downscaled_at_rates`]).
 
     Parameters:
-        codec ([`~evaluation.baselines.BaselineCodec`]): The codec; its name is the method's name.
+        request ([`~evaluation.baselines.BaselineRequest`]): The codec and whether to downscale; its name is the
+            method's name.
     """
 
-    def __init__(self, codec: BaselineCodec):
-        self.codec = codec
-        self.name = codec.name
-        self.description = f"{codec.name.upper()} ({codec.library}, quality searched per target rate, actual bytes)"
-        self.stream_suffix = f".{codec.name}"
-        self.settings = {"codec": codec.name, "library": codec.library}
+    def __init__(self, request: BaselineRequest):
+        self.request = request
+        codec = request.codec
+        self.name = request.name
+        search = "downscale factor and quality" if request.downscale else "quality"
+        self.description = f"{self.name.upper()} ({codec.library}, {search} searched per target rate, actual bytes)"
+        self.stream_suffix = f".{self.name}"
+        self.settings = {"codec": codec.name, "library": codec.library, "downscale": request.downscale}
 
     def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
+        search = encode_downscaled_at_rates if self.request.downscale else encode_at_rates
         return [
             Reconstruction(
                 target_bpp=target,
                 stream=point.data,
                 image=point.reconstruction,
-                setting=f"quality={point.quality}",
+                setting=point.setting,
                 encoding_time=point.encoding_time,
                 decoding_time=point.decoding_time,
             )
-            for target, point in zip(target_bpps, encode_at_rates(self.codec, to_uint8(image), target_bpps))
+            for target, point in zip(target_bpps, search(self.request.codec, to_uint8(image), target_bpps))
         ]
 
 

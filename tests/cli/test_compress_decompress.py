@@ -20,13 +20,15 @@ from tiny_models import SD_IMAGE_SIZE, save_tiny_cod, save_tiny_sd_pipeline
 FAST = ["--steps", "6", "--coder", "plain", "--chunk-bits", "8", "--no-progress"]
 
 
-def assert_cli_matches_the_encoder(adapter, image_path, stream_path, png_path, stop_step, denoise_steps):
-    """The CLI's stream equals a Python encode with the FAST settings, and its PNG the encoder's own reconstruction."""
+def assert_cli_matches_the_encoder(adapter, image_path, stream_path, png_path, stop_step, denoise_steps, guidance=None):
+    """The CLI's stream equals a Python encode with the FAST settings, and its PNG the encoder's own reconstruction
+    (with `denoise_steps` ODE steps at `guidance`, by default the backbone's)."""
     result = encode(load_image(image_path), adapter, stop_step=stop_step, schedule=DiffCSchedule(num_steps=6),
                     simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
     (point,) = result.points
     assert point.stream == stream_path.read_bytes()
-    latent = denoise(point.latent, point.t, adapter, adapter.default_guidance_scale, denoise_steps, progress=False)
+    guidance = adapter.default_guidance_scale if guidance is None else guidance
+    latent = denoise(point.latent, point.t, adapter, guidance, denoise_steps, progress=False)
     assert np.array_equal(np.asarray(PIL.Image.open(png_path)), to_uint8(adapter.decode_latent(latent)))
 
 
@@ -52,6 +54,12 @@ def test_compress_then_decompress_gives_the_encoders_reconstruction(workspace, c
 
     adapter = load_backbone("cod", str(workspace / "model"))
     assert_cli_matches_the_encoder(adapter, workspace / "photo.png", stream_path, png_path, 3, 3)
+
+    mean_path = workspace / "photo_mean.png"
+    assert main(["decompress", str(stream_path), "--model", str(workspace / "model"), "--decode", "mean",
+                 "-o", str(mean_path), "--no-progress"]) == 0
+    # The posterior mean: one unguided step (the tiny model's default guidance is 3, so this differs from flow).
+    assert_cli_matches_the_encoder(adapter, workspace / "photo.png", stream_path, mean_path, 3, 1, guidance=1.0)
 
 
 def test_one_encode_gives_several_rates_into_a_directory(workspace, capsys):

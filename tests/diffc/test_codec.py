@@ -265,6 +265,23 @@ class TestDenoiseAndConvenience:
         expected = adapter.decode_latent(denoise(encoded.points[16].latent, SCHEDULE.time(16), adapter, 1.0, 1))
         assert torch.equal(reconstruction, expected)
 
+    def test_mean_decode_is_the_unguided_one_step_posterior_mean_and_beats_the_flow_decode_in_mse(self, adapter):
+        flow_errors, mean_errors = [], []
+        for seed in range(4):
+            image, _ = gaussian_image(side=8, seed=100 + seed)
+            result = encode(image, adapter, stop_step=6, schedule=SCHEDULE, simulator=SIMULATOR, progress=False)
+            (point,) = result.points
+            mean = decompress(point.stream, adapter, method="mean", num_denoise_steps=25, progress=False)
+            expected = adapter.decode_latent(denoise(point.latent, point.t, adapter, 1.0, 1, progress=False))
+            assert torch.equal(mean, expected)
+            flow = decompress(point.stream, adapter, method="flow", progress=False)
+            mean_errors.append(float((mean - image).square().mean()))
+            flow_errors.append(float((flow - image).square().mean()))
+        # The exact posterior mean is the minimum-MSE estimate; the ODE decode is a sharper, noisier one.
+        assert sum(mean_errors) < sum(flow_errors)
+        with pytest.raises(ValueError, match="unknown decode method 'sharp'"):
+            decompress(point.stream, adapter, method="sharp")
+
     def test_guidance_scales_are_stored_and_rounded_to_float16(self, adapter, image):
         stream = compress(
             image,

@@ -64,7 +64,8 @@ def sweep(tmp_path_factory):
     output = root / "out"
     argv = ["evaluate", str(dataset), "-o", str(output), "--bpp", *map(str, TARGET_BPPS)]
     argv += ["--backbone", "gaussian", "--option", "std=0.5", "--option", "patch_size=4"]
-    argv += ["--backbone", "cod", "--model", str(model), "--baseline", "webp", "--anchor", "cod_diffc-gaussian", *FAST]
+    argv += ["--backbone", "cod", "--model", str(model), "--baseline", "webp", "webp-down", "--decode", "flow", "mean"]
+    argv += ["--anchor", "cod_diffc-gaussian", *FAST]
     assert main(argv) == 0
     return output
 
@@ -74,8 +75,12 @@ def read_rows(output):
         return list(csv.DictReader(file))
 
 
+METHODS = ("cod_diffc-gaussian", "cod_diffc-gaussian-mean", "cod_diffc-cod", "cod_diffc-cod-mean", "webp", "webp-down")
+CLASSICAL = ("webp", "webp-down")
+
+
 def test_every_method_writes_compressai_results_with_actual_bytes(sweep):
-    for name in ("cod_diffc-gaussian", "cod_diffc-cod", "webp"):
+    for name in METHODS:
         result = json.loads((sweep / f"{name}.json").read_text())
         assert result["name"] == name
         assert "actual bytes" in result["description"]
@@ -95,13 +100,13 @@ def test_compressai_plot_reads_the_results(sweep):
 
 def test_bpp_counts_the_bytes_of_the_files_written(sweep):
     rows = read_rows(sweep)
-    assert len(rows) == 3 * 2 * len(TARGET_BPPS)
+    assert len(rows) == len(METHODS) * 2 * len(TARGET_BPPS)
     for row in rows:
-        suffix = ".webp" if row["method"] == "webp" else ".cdc"
+        suffix = f".{row['method']}" if row["method"] in CLASSICAL else ".cdc"
         stream = sweep / "streams" / row["method"] / f"{row['image']}_bpp{float(row['target_bpp']):g}{suffix}"
         assert stream.stat().st_size == int(row["bytes"])
         assert float(row["bpp"]) == pytest.approx(8 * int(row["bytes"]) / IMAGE_SIZE**2, rel=1e-12)
-    for name in ("cod_diffc-gaussian", "cod_diffc-cod", "webp"):
+    for name in METHODS:
         mean_bpp = json.loads((sweep / f"{name}.json").read_text())["results"]["bpp"]
         for index, target in enumerate(TARGET_BPPS):
             bpps = [float(row["bpp"]) for row in rows if row["method"] == name and float(row["target_bpp"]) == target]
@@ -110,8 +115,27 @@ def test_bpp_counts_the_bytes_of_the_files_written(sweep):
 
 def test_diffc_points_fit_their_targets(sweep):
     for row in read_rows(sweep):
-        if row["method"] != "webp":
+        if row["method"] not in CLASSICAL:
             assert float(row["bpp"]) <= float(row["target_bpp"])
+
+
+def test_flow_and_mean_decodes_read_the_same_streams(sweep):
+    for backbone in ("gaussian", "cod"):
+        flow, mean = sweep / "streams" / f"cod_diffc-{backbone}", sweep / "streams" / f"cod_diffc-{backbone}-mean"
+        for stream in flow.iterdir():
+            assert (mean / stream.name).read_bytes() == stream.read_bytes()
+    settings = {row["method"]: row["setting"] for row in read_rows(sweep) if row["image"] == "image0"}
+    assert settings["cod_diffc-cod"] == settings["cod_diffc-cod-mean"]
+
+
+def test_methods_that_differ_only_in_the_decode_share_one_encode(tmp_path):
+    images = list_images(make_images(tmp_path / "dataset", 2))
+    adapter = CountingGaussianBackbone(std=0.5, patch_size=4)
+    flow = gaussian_method(adapter)
+    mean = DiffCMethod("gaussian-mean", adapter, schedule=DiffCSchedule(num_steps=6),
+                       simulator=ChunkedPFRSimulator(max_chunk_bits=8), decode="mean")
+    assert evaluate_images(images, [flow, mean], TARGET_BPPS, tmp_path / "out", progress=False) == 4
+    assert adapter.encodes == 2
 
 
 def test_report_plot_and_crops(sweep):

@@ -1,14 +1,23 @@
 """MS-SSIM, the Bjøntegaard deltas, perceptual-metric loading and the baseline codecs' rate matching."""
 
+import struct
 import sys
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
-from cod_diffc.evaluation.baselines import BASELINE_CODECS, codec_availability, encode_at_rates
+from cod_diffc.evaluation.baselines import (
+    BASELINE_CODECS,
+    SIZE_HEADER_BYTES,
+    codec_availability,
+    decode_downscaled,
+    encode_at_rates,
+    encode_downscaled_at_rates,
+)
 from cod_diffc.evaluation.bjontegaard import bd_psnr, bd_rate
-from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim, ms_ssim_scales
+from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim, ms_ssim_scales, psnr
 
 
 def noisy_pair(size, noise, seed=0):
@@ -74,6 +83,30 @@ def test_baselines_meet_each_target_at_the_highest_quality_that_fits(name):
         if point.quality < codec.quality_range[1]:
             assert 8 * len(codec.encode(image, point.quality + 1)) / (64 * 64) > target
     assert [point.quality for point in points] == sorted(point.quality for point in points)
+
+
+@pytest.mark.parametrize("name", ["jpeg", "webp", "avif"])
+def test_down_baselines_reach_rates_the_codec_cannot_and_never_lose_to_it(name):
+    codec = BASELINE_CODECS[name]
+    rows, cols = np.mgrid[0:192, 0:256]
+    texture = np.random.default_rng(0).integers(0, 40, (192, 256, 3))
+    image = (np.stack([rows, cols, (rows + cols) / 2], axis=-1) + texture).clip(0, 255).astype(np.uint8)
+    pixels = 192 * 256
+    smallest_bpp = 8 * len(codec.encode(image, codec.quality_range[0])) / pixels
+    eighth = np.asarray(PIL.Image.fromarray(image).resize((32, 24), PIL.Image.Resampling.LANCZOS))
+    smallest_down_bpp = 8 * (len(codec.encode(eighth, codec.quality_range[0])) + SIZE_HEADER_BYTES) / pixels
+    assert smallest_down_bpp < smallest_bpp  # container overheads leave room below the full-size codec
+    targets = [(smallest_down_bpp + smallest_bpp) / 2, 2.0]
+    low, high = encode_downscaled_at_rates(codec, image, targets)
+    for point, target in zip((low, high), targets):
+        assert point.reconstruction.shape == image.shape
+        assert np.array_equal(decode_downscaled(codec, point.data), point.reconstruction)
+        assert struct.unpack(">HH", point.data[:SIZE_HEADER_BYTES]) == (256, 192)  # original size, counted in bpp
+        assert 8 * len(point.data) / pixels <= target
+    assert low.downscale > 1 and low.setting.startswith(f"downscale=1/{low.downscale},quality=")
+    # The full-size codec is one of the candidates, at the budget left after the size header.
+    (plain,) = encode_at_rates(codec, image, [targets[1] - 8 * SIZE_HEADER_BYTES / pixels])
+    assert psnr(image, high.reconstruction) >= psnr(image, plain.reconstruction)
 
 
 def test_a_codec_without_its_library_is_reported(monkeypatch):

@@ -19,10 +19,10 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for tiny_models
 
+from cod_diffc import CodPipeline
+
 from golden_cases import CASES, EXPECTED_FILE, TINY_COD_DIR, adapter_of, decode_case, encode_case, save_input_image
 from tiny_models import save_tiny_cod
-
-from cod_diffc import CodPipeline
 
 
 def main() -> None:

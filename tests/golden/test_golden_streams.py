@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from golden_cases import CASES, EXPECTED_FILE, adapter_of, decode_case, encode_case
-
 from cod_diffc.diffc import read_stream
+
+from golden_cases import CASES, EXPECTED_FILE, adapter_of, decode_case, encode_case
 
 
 @pytest.fixture(scope="module")
