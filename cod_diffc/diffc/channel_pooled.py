@@ -204,21 +204,19 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
             segment_ids = torch.arange(first_segment, end_segment, device=device)
             segment_mu = signed_mu[segments.positions(segment_ids, dim)]  # (s, w)
             windows = segments.row_key[segment_ids] // num_candidates  # (s,)
-            entries = (segments.row_key[segment_ids] % num_candidates).tolist()
+            entries = segments.row_key[segment_ids] % num_candidates  # (s,)
             # Window row j of every segment: <P[window * K + j, :len], signed mu of the segment>.
             window_scores = torch.empty(segment_ids.numel(), num_candidates, device=device)  # (s, K)
             for window in windows.unique().tolist():
                 members = torch.nonzero(windows == window).squeeze(1)
                 window_rows = pool[window * num_candidates : (window + 1) * num_candidates]  # (K, w)
                 window_scores[members] = segment_mu[members] @ window_rows.T
-            # Candidate k is window row (k + entry) mod K: append the first K - 1 rows to read it without wrapping.
-            window_scores = torch.cat([window_scores, window_scores[:, : num_candidates - 1]], dim=1)
+            # Candidate k of a segment is its window row (k + entry) mod K; a chunk's score sums its segments' rows,
+            # added in segment order (index_add_ accumulates sequentially, as a loop of `+=` would).
+            candidate_rows = (entries[:, None] + torch.arange(num_candidates, device=device)) % num_candidates
+            segment_scores = window_scores.gather(1, candidate_rows)  # (s, K)
             scores = torch.zeros(last_chunk - first_chunk, num_candidates, device=device)  # (G, K)
-            for chunk in range(first_chunk, last_chunk):
-                for segment in range(segments.first_segment[chunk], segments.first_segment[chunk + 1]):
-                    entry = entries[segment - first_segment]
-                    candidates = slice(entry, entry + num_candidates)
-                    scores[chunk - first_chunk] += window_scores[segment - first_segment, candidates]
+            scores.index_add_(0, segments.chunk[segment_ids] - first_chunk, segment_scores)
             chunk_ids = torch.arange(first_chunk, last_chunk, device=device)
             indices[first_chunk:last_chunk] = self._pfr_argmin(scores, arrivals, chunk_ids)
             first_chunk = last_chunk
