@@ -88,13 +88,13 @@ def codec_outputs(pipe: CodPipeline, reference: dict[str, torch.Tensor], suffix:
     latents = codec.encode(image)
     _, indices = codec.quantize(latents)
     _, null_indices = codec.quantize(codec.encoder(torch.full_like(image, -1.0)))  # `encode` checks for [0, 1]
-    payload = codec.compress(image)["strings"][0]
+    payload = codec.compress(image)["strings"][0][0]
     grid = codec.code_grid_size(height, width)
     unpacked = unpack_indices(payload, codec.config.codebook_bits, grid[0] * grid[1]).reshape(1, *grid)
     outputs = {
         f"enc_out_{suffix}": latents,
         f"codes_q_{suffix}": codec.lookup_codes(unpacked),
-        f"cond_map_{suffix}": codec.decompress([payload], grid)["condition"],
+        f"cond_map_{suffix}": codec.decompress([[payload]], grid)["condition"],
         f"cond_map_st_{suffix}": codec(image)["condition"],
         f"null_map_{suffix}": codec.null_condition(height, width),
     }
@@ -133,7 +133,7 @@ def sample(
     """The official sampler run: stored initial noise, condition decoded from the stored `.cod` file."""
     height, width, payload = pipe.parse_cod_file(bytes(reference["cod_file_uint8"].tolist()))
     grid = pipe.condition_codec.code_grid_size(height, width)
-    condition = pipe.condition_codec.decompress([payload], grid)["condition"]  # (1, C, H/16, W/16)
+    condition = pipe.condition_codec.decompress([[payload]], grid)["condition"]  # (1, C, H/16, W/16)
     null_condition = pipe.condition_codec.null_condition(height, width)
     scheduler = CodFlowMatchScheduler.from_config(pipe.scheduler.config, solver_order=SOLVER_ORDER[sampler])
     sampling = CodPipeline(

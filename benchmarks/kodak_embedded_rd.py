@@ -4,7 +4,9 @@
 
 The 24 Kodak images (`../shared/data/kodak/`) are centre-cropped to `--size` x `--size` (the same crops for every
 method), then `cod-diffc evaluate` codes them with DiffC on `cod-pixel-small` (one encode per image, every rate
-from the condition-only file up to 0.5 bpp) and with the classical codecs, bpp from the bytes of the files written.
+from the condition-only file up to 0.5 bpp, decoded both ways: `flow` and `mean`) and with the classical codecs and
+their downscale-code-upscale `-down` variants (from 0.005 bpp), bpp from the bytes of the files written. DiffC's
+targets below its condition-only file get that file.
 Writes to `results/kodak_embedded/`: CompressAI-style JSON per method (plus `cod_condition_only.json`, the stop-step-0
 points of DiffC, which are CoD's own codec), `per_image.csv`, `rd.png`, `report.md`, and `summary.json`, which states
 the time per image and whether DiffC is above WebP in PSNR at every rate WebP reaches below 0.1 bpp.
@@ -30,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "results" / "kodak_embedded"
 DIFFC = "cod_diffc-cod"
 # Below these comes the condition-only file's rate (the DiffC header + 4 bits per 32 x 32 block), computed.
-TARGET_BPP = [0.015, 0.03, 0.06, 0.12, 0.25, 0.5]
-BASELINES = ["jpeg", "webp", "avif"]
+TARGET_BPP = [0.005, 0.01, 0.015, 0.03, 0.06, 0.12, 0.25, 0.5]
+BASELINES = ["jpeg", "webp", "avif", "jpeg-down", "webp-down", "avif-down"]
+DIFFC_MEAN = "cod_diffc-cod-mean"
 DECODE_TIMING_BPP = 0.06  # the cut whose decode time (replay of the coded steps + denoising) the summary quotes
 
 
@@ -96,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
 
     crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
-    targets = [math.ceil(condition_only_bpp(args.size) * 1e6) / 1e6, *TARGET_BPP]  # 6 digits, never below
+    targets = sorted([math.ceil(condition_only_bpp(args.size) * 1e6) / 1e6, *TARGET_BPP])  # 6 digits, never below
     status = cod_diffc_main(
         [
             "evaluate",
@@ -107,6 +110,9 @@ def main() -> None:
             *map(str, targets),
             "--backbone",
             "cod",
+            "--decode",
+            "flow",
+            "mean",
             "--baseline",
             *BASELINES,
             "--crop-image",
@@ -122,7 +128,7 @@ def main() -> None:
     rows = per_image_rows(OUTPUT / "per_image.csv")
     condition_only = condition_only_results(rows[DIFFC])
     (OUTPUT / "cod_condition_only.json").write_text(json.dumps(condition_only, indent=2) + "\n")
-    results = [json.loads((OUTPUT / f"{name}.json").read_text()) for name in (DIFFC, *BASELINES)]
+    results = [json.loads((OUTPUT / f"{name}.json").read_text()) for name in (DIFFC, DIFFC_MEAN, *BASELINES)]
     plot_rd([condition_only, *results], OUTPUT / "rd.png")  # the evaluation's plot, with the condition alone
     comparison = webp_comparison(rows[DIFFC], rows["webp"])
     summary = {

@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     write_per_image_csv(args.output / "per_image.csv", records)
     smallest = min(min(record["height"], record["width"]) for record in next(iter(records.values())))
     if ms_ssim_scales(smallest, smallest) < 5:
-        notes.append(f"MS-SSIM: images under 176 px use fewer than 5 scales (smallest side here {smallest} px)")
+        notes.append(f"MS-SSIM: images of 160 px or less use fewer than 5 scales (smallest side here {smallest} px)")
 
     original = to_uint8(load_image(next(path for path in images if path.stem == crop_image)))
     index = target_bpps.index(crop_bpp)

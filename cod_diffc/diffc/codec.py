@@ -243,6 +243,7 @@ def encode(
     guidance_scale: float | None = None,
     denoise_guidance_scale: float | None = None,
     simulator: ChannelSimulator | None = None,
+    clamp_targets: bool = False,
     progress: bool = True,
 ) -> EncodeResult:
     r"""
@@ -268,6 +269,9 @@ def encode(
         simulator ([`ChannelSimulator`], *optional*):
             The reverse channel coder; defaults to [`default_simulator`]. Its configuration goes into the stream
             ([`channel_config`]).
+        clamp_targets (`bool`, defaults to `False`):
+            Give a `target_bpp` below the smallest file (header and side information) that file instead of raising,
+            as a classical codec's lowest quality does: for rate sweeps over many images.
         progress (`bool`, defaults to `True`): Show a progress bar.
 
     Returns:
@@ -276,7 +280,7 @@ def encode(
 
     Raises:
         `ValueError`: For a stop step outside the schedule, or a target bpp below the smallest file (header and side
-            information alone); the message gives the achievable range.
+            information alone) unless `clamp_targets`; the message gives the achievable range.
         [`~diffc.resources.ImageTooLargeError`]: For an image the device has not the memory for (before any work).
     """
     if stop_step is not None and target_bpp is not None:
@@ -317,6 +321,8 @@ def encode(
     )
     bpp_per_byte = 8 / (height * width)
     file_bytes = [len(_cut(header, [], 0, simulator))]
+    if clamp_targets:
+        target_bpps = [max(target, file_bytes[0] * bpp_per_byte) for target in target_bpps]
     if target_bpps and min(target_bpps) < file_bytes[0] * bpp_per_byte:
         raise ValueError(
             f"target bpp {min(target_bpps)} is below the smallest file this image and backbone allow "

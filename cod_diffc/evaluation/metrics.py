@@ -32,56 +32,51 @@ _SSIM_WINDOW_SIGMA = 1.5
 
 def ms_ssim_scales(height: int, width: int) -> int:
     """
-    How many MS-SSIM scales an image of this size supports: 5, or fewer when the coarsest scale would be smaller than
-    the 11-pixel window (images under 176 pixels on their short side). Raises `ValueError` below 11 pixels.
+    How many MS-SSIM scales an image of this size supports: 5, or fewer when the coarsest scale (each halves the
+    sides, rounding up) would be smaller than the 11-pixel window: short sides up to 160 pixels, which
+    `pytorch_msssim.ms_ssim` refuses. Raises `ValueError` below 11 pixels.
     """
     short_side = min(height, width)
     if short_side < _SSIM_WINDOW_SIZE:
         raise ValueError(f"MS-SSIM needs images of at least {_SSIM_WINDOW_SIZE} pixels a side, got {height}x{width}")
     scales = 1
-    while scales < len(MS_SSIM_WEIGHTS) and short_side >> scales >= _SSIM_WINDOW_SIZE:
+    while scales < len(MS_SSIM_WEIGHTS) and -(-short_side // 2**scales) >= _SSIM_WINDOW_SIZE:
         scales += 1
     return scales
 
 
 def ms_ssim(reference: np.ndarray, reconstruction: np.ndarray) -> float:
     r"""
-    Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) of two `(H, W, 3)` uint8 images, averaged over the RGB channels.
+    Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) of two `(H, W, 3)` uint8 images, averaged over the RGB channels,
+    as `pytorch_msssim` (CompressAI's metric) computes it, in float64: 11x11 Gaussian window (sigma 1.5),
+    `K = (0.01, 0.03)`, data range 255, the standard weights [`MS_SSIM_WEIGHTS`].
 
-    Each scale compares local statistics under an 11x11 Gaussian window (sigma 1.5, no padding) with
-    `C1 = (0.01 * 255)**2`, `C2 = (0.03 * 255)**2`; the image is then averaged over 2x2 blocks for the next scale. The
-    result is `l_M**w_M * prod_j cs_j**w_j` with the standard weights [`MS_SSIM_WEIGHTS`] (negative terms clipped to
-    zero). Images too small for five scales use the first [`ms_ssim_scales`] weights, renormalised to sum to one.
+    Images whose short side exceeds 160 pixels go to `pytorch_msssim.ms_ssim` itself. Smaller ones, which it
+    refuses, use the first [`ms_ssim_scales`] scales with their weights renormalised to sum to one, each scale
+    computed by the same `pytorch_msssim` SSIM kernel and 2x2 pooling.
     """
+    import pytorch_msssim
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
     if reference.shape != reconstruction.shape:
         raise ValueError(f"image shapes differ: {reference.shape} vs {reconstruction.shape}")
     scales = ms_ssim_scales(*reference.shape[:2])
+    x, y = (torch.tensor(a, dtype=torch.float64).permute(2, 0, 1).unsqueeze(0) for a in (reference, reconstruction))
+    if scales == len(MS_SSIM_WEIGHTS):
+        return float(pytorch_msssim.ms_ssim(x, y, data_range=255, win_size=_SSIM_WINDOW_SIZE))
     weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=torch.float64)
     weights = weights / weights.sum()
-    coordinates = torch.arange(_SSIM_WINDOW_SIZE, dtype=torch.float64) - _SSIM_WINDOW_SIZE // 2
-    profile = torch.exp(-(coordinates**2) / (2 * _SSIM_WINDOW_SIGMA**2))
-    profile = profile / profile.sum()
-    window = (profile[:, None] * profile[None, :]).expand(3, 1, -1, -1)  # (3, 1, 11, 11), one per channel
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-
-    def local_mean(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.conv2d(x, window, groups=3)
-
-    x, y = (torch.tensor(a, dtype=torch.float64).permute(2, 0, 1).unsqueeze(0) for a in (reference, reconstruction))
-    terms = []  # per scale: (3,) contrast-structure terms, and the luminance term at the coarsest scale
+    window = _fspecial_gauss_1d(_SSIM_WINDOW_SIZE, _SSIM_WINDOW_SIGMA).repeat(3, 1, 1, 1)
+    terms = []  # per scale (1, 3): contrast-structure terms, then the SSIM of the coarsest scale
     for scale in range(scales):
-        mean_x, mean_y = local_mean(x), local_mean(y)  # (1, 3, h, w)
-        variance_x = local_mean(x * x) - mean_x**2
-        variance_y = local_mean(y * y) - mean_y**2
-        covariance = local_mean(x * y) - mean_x * mean_y
-        contrast_structure = (2 * covariance + c2) / (variance_x + variance_y + c2)
+        ssim, contrast_structure = _ssim(x, y, data_range=255, win=window, size_average=False)
         if scale + 1 < scales:
-            terms.append(contrast_structure.mean(dim=(0, 2, 3)))
-            x, y = (torch.nn.functional.avg_pool2d(image, 2) for image in (x, y))
+            terms.append(torch.relu(contrast_structure))
+            padding = [side % 2 for side in x.shape[2:]]
+            x, y = (torch.nn.functional.avg_pool2d(image, kernel_size=2, padding=padding) for image in (x, y))
         else:
-            luminance = (2 * mean_x * mean_y + c1) / (mean_x**2 + mean_y**2 + c1)
-            terms.append((luminance * contrast_structure).mean(dim=(0, 2, 3)))
-    per_channel = torch.prod(torch.stack(terms).clamp(min=0) ** weights[:, None], dim=0)  # (3,)
+            terms.append(torch.relu(ssim))
+    per_channel = torch.prod(torch.stack(terms) ** weights[:, None, None], dim=0)  # (1, 3)
     return float(per_channel.mean())
 
 

@@ -163,12 +163,20 @@ class DiffCMethod(RateMethod):
             _, result, encoding_time = DiffCMethod._last_encode
         else:
             start = time.perf_counter()
-            result = encode(image, self.adapter, target_bpp=list(target_bpps), progress=False, **self.encode_options)
+            # A target below the smallest file (header and side information) gets that file, above the target.
+            result = encode(
+                image,
+                self.adapter,
+                target_bpp=list(target_bpps),
+                clamp_targets=True,
+                progress=False,
+                **self.encode_options,
+            )
             encoding_time = time.perf_counter() - start
             DiffCMethod._last_encode = (key, result, encoding_time)
         reconstructions = []
         for target, point in zip(target_bpps, result.points):
-            # Decoded from the file as a receiver would: replay the coded steps, then the probability-flow ODE.
+            # Decoded from the file as a receiver would: replay the coded steps, then the decode method.
             start = time.perf_counter()
             decoded = decompress(
                 point.stream,

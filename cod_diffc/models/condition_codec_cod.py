@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
 
@@ -513,6 +514,7 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
             (batch_size, self.config.in_channels, height, width), -1.0, device=self.device, dtype=self.dtype
         )
 
+    @apply_forward_hook
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Encodes images to the continuous code grid, before quantisation.
 
@@ -566,6 +568,7 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
             raise ValueError(f"indices must lie in [0, {self.codebook_size})")
 
+    @apply_forward_hook
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Decodes code indices to the condition map (the decompress path: codebook lookup, then decoder).
 
@@ -578,6 +581,7 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
         self._check_indices(indices)
         return self.decoder(self.lookup_codes(indices.to(device=self.device, dtype=torch.int64)))
 
+    @apply_forward_hook
     def null_condition(self, height: int, width: int, batch_size: int = 1) -> torch.Tensor:
         """The null condition for classifier-free guidance: the all -1 image through encoder, quantiser and decoder.
 
@@ -659,25 +663,31 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
     # ------------------------------------------------------------------------------------------------------------
 
     @torch.no_grad()
+    @apply_forward_hook
     def compress(self, images: torch.Tensor) -> dict[str, Any]:
         """Encodes images to bytes: the code indices packed at `codebook_bits` each (see [`pack_indices`]).
+
+        The result follows CompressAI's `compress` contract: `strings` holds one list per latent (here one, the
+        codes), each with one byte string per image, so `sum(len(s[0]) for s in out["strings"])` is the size of the
+        first image's file.
 
         Args:
             images (`torch.Tensor`): `(B, in_channels, H, W)` in [0, 1], H and W multiples of `code_stride`.
 
         Returns:
-            `dict`: `{"strings": [bytes per image], "shape": (h, w)}`, the code grid shape to give [`decompress`].
+            `dict`: `{"strings": [[bytes per image]], "shape": (h, w)}`, the code grid shape to give [`decompress`].
         """
         _, indices = self.quantize(self.encode(images))  # (B, h, w)
         strings = [pack_indices(image_indices, self.config.codebook_bits) for image_indices in indices]
-        return {"strings": strings, "shape": tuple(indices.shape[1:])}
+        return {"strings": [strings], "shape": tuple(indices.shape[1:])}
 
     @torch.no_grad()
-    def decompress(self, strings: Sequence[bytes], shape: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Decodes the output of [`compress`] to condition maps.
+    @apply_forward_hook
+    def decompress(self, strings: Sequence[Sequence[bytes]], shape: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Decodes the output of [`compress`] to condition maps (CompressAI's `decompress(strings, shape)`).
 
         Args:
-            strings (`Sequence[bytes]`): one packed stream per image.
+            strings (`Sequence[Sequence[bytes]]`): one list per latent (here one), of one packed stream per image.
             shape (`Sequence[int]`): the code grid `(h, w)`.
 
         Returns:
@@ -685,10 +695,15 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
         """
         if len(shape) != 2 or any(not isinstance(size, int) or size < 1 for size in shape):
             raise ValueError(f"shape must be the code grid (h, w) of positive integers, got {shape!r}")
-        if len(strings) == 0:
+        if len(strings) != 1 or isinstance(strings[0], bytes | bytearray):
+            raise ValueError(
+                "strings must hold one list per latent, as CompressAI's compress returns them: [[bytes per image]]"
+            )
+        (image_strings,) = strings
+        if len(image_strings) == 0:
             raise ValueError("strings must hold at least one packed image")
         code_height, code_width = shape
         indices = torch.stack(
-            [unpack_indices(data, self.config.codebook_bits, code_height * code_width) for data in strings]
-        ).reshape(len(strings), code_height, code_width)
+            [unpack_indices(data, self.config.codebook_bits, code_height * code_width) for data in image_strings]
+        ).reshape(len(image_strings), code_height, code_width)
         return {"condition": self.decode_indices(indices)}

@@ -460,6 +460,13 @@ class CodTransformer2DModel(ModelMixin, ConfigMixin):
                 f"`timestep` must be a scalar or have shape ({batch_size},) to match the batch, got "
                 f"{tuple(timestep.shape)}."
             )
+        # Read on the host: one synchronisation per call on a GPU, which a wrong time convention is worth.
+        if bool(((timestep < 0) | (timestep > 1)).any()):
+            raise ValueError(
+                f"`timestep` must be the noise level sigma in [0, 1], got values up to {float(timestep.abs().max())}: "
+                "CodTransformer2DModel does not take diffusers' sigma * 1000 timesteps (use CodFlowMatchScheduler, "
+                "or divide by num_train_timesteps)."
+            )
         return timestep
 
     def forward(

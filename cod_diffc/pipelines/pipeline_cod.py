@@ -202,8 +202,8 @@ class CodPipeline(DiffusionPipeline):
         """
         images = self.preprocess(image)
         height, width = images.shape[-2:]
-        compressed = self.condition_codec.compress(images)
-        return [COD_FILE_HEADER.pack(height, width) + payload for payload in compressed["strings"]]
+        (payloads,) = self.condition_codec.compress(images)["strings"]
+        return [COD_FILE_HEADER.pack(height, width) + payload for payload in payloads]
 
     def parse_cod_file(self, data: bytes) -> tuple[int, int, bytes]:
         """Splits a `.cod` file into `(height, width, payload)`, checking its length against the codec."""
@@ -229,7 +229,7 @@ class CodPipeline(DiffusionPipeline):
             raise ValueError(f"decode() takes files of one image size per call, got {sorted(sizes)}")
         (height, width), payloads = sizes.pop(), [p for _, _, p in parsed]
         shape = self.condition_codec.code_grid_size(height, width)
-        condition = self.condition_codec.decompress(payloads, shape)["condition"]
+        condition = self.condition_codec.decompress([payloads], shape)["condition"]
         return self.generate(condition, height, width, **kwargs)
 
     # ------------------------------------------------------------------ sampling
@@ -239,7 +239,9 @@ class CodPipeline(DiffusionPipeline):
         image: ImageInput,
         num_inference_steps: int = 25,
         guidance_scale: float | None = None,
+        num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> CodPipelineOutput | tuple:
@@ -252,8 +254,11 @@ class CodPipeline(DiffusionPipeline):
             num_inference_steps (`int`, defaults to 25): sampler steps; 1 gives the highest-PSNR decode.
             guidance_scale (`float`, *optional*): classifier-free guidance weight, applied inside the pipeline's
                 `guidance_interval` (the release's window); defaults to the pipeline's `default_guidance_scale`.
-            generator (`torch.Generator`, *optional*): generator of the initial noise (and of the VAE posterior
-                sample in latent space).
+            num_images_per_prompt (`int`, defaults to 1): reconstructions per input image (each from its own
+                noise), returned image by image: the first image's reconstructions first.
+            generator (`torch.Generator`, *optional*): generator of the initial noise.
+            latents (`torch.Tensor`, *optional*): the initial noise `(B * num_images_per_prompt, *sample_shape)` at
+                sigma = 1, instead of a draw from `generator`.
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` (uint8) or `"pt"` (float in [0, 1]).
             return_dict (`bool`, defaults to `True`): return a [`CodPipelineOutput`] instead of a tuple.
 
@@ -266,11 +271,15 @@ class CodPipeline(DiffusionPipeline):
             >>> out.size
             (64, 64)
         """
+        if num_images_per_prompt < 1:
+            raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
         images = self.preprocess(image)
         height, width = images.shape[-2:]
         indices = self.condition_indices(images)
-        condition = self.condition_codec.decode_indices(indices)
-        output = self.generate(condition, height, width, num_inference_steps, guidance_scale, generator, output_type)
+        condition = self.condition_codec.decode_indices(indices).repeat_interleave(num_images_per_prompt, dim=0)
+        output = self.generate(
+            condition, height, width, num_inference_steps, guidance_scale, generator, output_type, latents=latents
+        )
         return output if return_dict else (output.images,)
 
     @torch.no_grad()
@@ -283,11 +292,12 @@ class CodPipeline(DiffusionPipeline):
         guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
-        noise: torch.Tensor | None = None,
+        latents: torch.Tensor | None = None,
     ) -> CodPipelineOutput:
         """Samples images of `height x width` from a decoded condition map `(B, C, H/16, W/16)`.
 
-        `noise` (`(B, *sample_shape)`) replaces the generator's draw when given.
+        `latents` (`(B, *sample_shape)`, the initial noise at sigma = 1) replaces the generator's draw when given.
+        Models offloaded with `enable_model_cpu_offload` are moved back when it returns.
         """
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
@@ -297,13 +307,14 @@ class CodPipeline(DiffusionPipeline):
 
         # Initial noise (sigma = 1), drawn on the generator's device like diffusers pipelines do.
         shape = (batch_size, *self.sample_shape(height, width))
-        if noise is None:
-            noise = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=torch.float32)
-        elif tuple(noise.shape) != shape:
-            raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
 
-        samples = self.sample(noise, condition, null_condition, num_inference_steps, guidance_scale)
+        samples = self.sample(latents, condition, null_condition, num_inference_steps, guidance_scale)
         images = self.to_images(samples).float()
+        self.maybe_free_model_hooks()
         return CodPipelineOutput(images=self.postprocess(images, output_type))
 
     @torch.no_grad()
@@ -323,6 +334,11 @@ class CodPipeline(DiffusionPipeline):
             num_inference_steps: sampler steps.
             guidance_scale: classifier-free guidance weight, used inside the release's window.
         """
+        if not isinstance(self.scheduler, CodFlowMatchScheduler):
+            raise ValueError(
+                f"CodPipeline samples with CodFlowMatchScheduler (the release's sampler, timesteps = sigma in [0, 1]), "
+                f"got {type(self.scheduler).__name__}; build one with CodFlowMatchScheduler.from_config(...) instead"
+            )
         dtype = self.transformer.dtype
         condition, null_condition = condition.to(dtype), null_condition.to(dtype)
         sample = noise.to(device=self._execution_device, dtype=dtype)

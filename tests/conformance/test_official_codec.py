@@ -63,7 +63,7 @@ def test_null_image_indices_match_exactly(codec, dtype_name, reference_io):
 def test_compressed_bytes_match_the_official_bitstream(codec, dtype_name, reference_io):
     compressed = codec.compress(image_of(reference_io, DTYPES[dtype_name]))
     payload = payload_of(reference_io)
-    assert compressed["strings"] == [payload]
+    assert compressed["strings"] == [[payload]]
     assert compressed["shape"] == codec.code_grid_size(*reference_io["image_uint8"].shape[-2:])
     assert pack_indices(reference_io["vq_indices"], bits=codec.config.codebook_bits) == payload
     # The official `.cod` file is a 4-byte (H, W) header followed by exactly this payload.
@@ -79,7 +79,7 @@ def test_decompress_path_matches(codec, dtype_name, reference_io):
 
     expected = reference_io[f"cond_map_{dtype_name}"]
     torch.testing.assert_close(codec.decode_indices(indices), expected, rtol=0, atol=ATOL[dtype_name])
-    condition = codec.decompress([payload_of(reference_io)], code_grid)["condition"]
+    condition = codec.decompress([[payload_of(reference_io)]], code_grid)["condition"]
     torch.testing.assert_close(condition, expected, rtol=0, atol=ATOL[dtype_name])
 
 

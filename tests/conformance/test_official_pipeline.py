@@ -44,7 +44,7 @@ def conditions(pipe: CodPipeline, reference_io: dict[str, torch.Tensor]) -> tupl
     """The condition decoded from the stored `.cod` file and the null condition, `(1, C, H/16, W/16)` each."""
     height, width, payload = pipe.parse_cod_file(bytes(reference_io["cod_file_uint8"].tolist()))
     shape = pipe.condition_codec.code_grid_size(height, width)
-    condition = pipe.condition_codec.decompress([payload], shape)["condition"]
+    condition = pipe.condition_codec.decompress([[payload]], shape)["condition"]
     return condition, pipe.condition_codec.null_condition(height, width)
 
 

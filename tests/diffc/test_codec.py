@@ -134,6 +134,13 @@ class TestTargetBpp:
         with pytest.raises(ValueError, match=f"smallest file .*{smallest_bpp:.6g} bpp.*achievable"):
             encode(image, adapter, target_bpp=smallest_bpp / 2, schedule=SCHEDULE, simulator=SIMULATOR)
 
+    def test_clamped_targets_below_the_smallest_file_get_that_file(self, adapter, image, encoded):
+        smallest_bpp = encoded.points[0].bpp
+        targets = [smallest_bpp / 2, encoded.points[5].bpp]
+        options = {"schedule": SCHEDULE, "seed": 7, "simulator": SIMULATOR, "progress": False}
+        result = encode(image, adapter, target_bpp=targets, clamp_targets=True, **options)
+        assert [point.stream for point in result.points] == [encoded.points[0].stream, encoded.points[5].stream]
+
     def test_target_above_the_schedule_gets_the_whole_schedule(self, adapter, image, encoded):
         stream = compress(
             image, adapter, target_bpp=1e4, schedule=SCHEDULE, seed=7, simulator=SIMULATOR, progress=False

@@ -136,7 +136,7 @@ def test_shape_contracts(config, up2x, height, width, code_grid):
     assert codec.decode_indices(indices).shape == (2, 8, *condition_grid)
     assert codec.null_condition(height, width, batch_size=3).shape == (3, 8, *condition_grid)
     assert compressed["shape"] == code_grid
-    assert [len(string) for string in compressed["strings"]] == [codec.bytes_per_image(height, width)] * 2
+    assert [len(string) for string in compressed["strings"][0]] == [codec.bytes_per_image(height, width)] * 2
     assert codec.bits_per_image(height, width) == code_grid[0] * code_grid[1] * 4
 
 
@@ -244,11 +244,11 @@ def test_compressing_a_512_image_takes_128_bytes_at_4_bits_ds_32():
     assert codec.bits_per_image(512, 512) == 1024
     compressed = codec.compress(images(1, 512, 512))
     assert compressed["shape"] == (16, 16)
-    assert [len(string) for string in compressed["strings"]] == [128]
+    assert [len(string) for string in compressed["strings"][0]] == [128]
 
     codec_64_bits = tiny_codec(**TINY_64_BIT_CONFIG)
     assert codec_64_bits.bits_per_image(512, 512) == 64
-    assert [len(string) for string in codec_64_bits.compress(images(1, 512, 512))["strings"]] == [8]
+    assert [len(string) for string in codec_64_bits.compress(images(1, 512, 512))["strings"][0]] == [8]
 
 
 def test_compress_then_decompress_equals_decoding_forward_indices():
@@ -257,14 +257,17 @@ def test_compress_then_decompress_equals_decoding_forward_indices():
     with torch.no_grad():
         outputs = codec(batch)
     compressed = codec.compress(batch)
-    assert all(isinstance(string, bytes) for string in compressed["strings"]) and len(compressed["strings"]) == 3
+    (strings,) = compressed["strings"]  # CompressAI's layout: one list per latent, one string per image
+    assert all(isinstance(string, bytes) for string in strings) and len(strings) == 3
+    # The byte count idiom of CompressAI's evaluation code
+    assert sum(len(s[0]) for s in compressed["strings"]) == codec.bytes_per_image(64, 96)
     assert len(set(outputs["indices"].reshape(-1).tolist())) > 1, "test images should use several codes"
 
     condition = codec.decompress(compressed["strings"], compressed["shape"])["condition"]
     with torch.no_grad():
         assert torch.equal(condition, codec.decode_indices(outputs["indices"]))
     torch.testing.assert_close(condition, outputs["condition"], rtol=0, atol=1e-5)
-    for string, image_indices in zip(compressed["strings"], outputs["indices"], strict=True):
+    for string, image_indices in zip(strings, outputs["indices"], strict=True):
         assert torch.equal(unpack_indices(string, 4, 6).reshape(2, 3), image_indices)
 
 
@@ -351,11 +354,13 @@ def test_invalid_indices_and_streams_raise():
     with pytest.raises(ValueError, match="3-D"):
         codec.decode_indices(torch.zeros(2, 3, dtype=torch.int64))
 
-    string = codec.compress(images(1, 64, 96))["strings"][0]
+    string = codec.compress(images(1, 64, 96))["strings"][0][0]
     with pytest.raises(ValueError, match="takes 3 bytes, got 2"):
-        codec.decompress([string[:-1]], (2, 3))
+        codec.decompress([[string[:-1]]], (2, 3))
     with pytest.raises(ValueError, match="code grid"):
-        codec.decompress([string], (6,))
+        codec.decompress([[string]], (6,))
+    with pytest.raises(ValueError, match="one list per latent"):
+        codec.decompress([string], (2, 3))
     with pytest.raises(ValueError, match="not a positive multiple"):
         codec.null_condition(64, 100)
 

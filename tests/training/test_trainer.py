@@ -1,4 +1,8 @@
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +56,30 @@ def test_resuming_gives_the_parameters_of_an_uninterrupted_run(make_config, tmp_
         assert all(torch.equal(expected[name], actual[name]) for name in expected)
     steps = [json.loads(line)["step"] for line in (resumed.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # the log has no step twice after resuming
+
+
+def test_a_run_killed_during_a_checkpoint_save_resumes_from_the_last_complete_one(make_config, image_folder, tmp_path):
+    common = ("run.checkpoint_every=2", "run.max_steps=5", "run.keep_checkpoints=2")
+    CodTrainer(make_config(*common, output="straight")).train()
+    killed_dir = tmp_path / "killed"
+    script = Path(__file__).with_name("kill_during_save.py")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(script.parent), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.run(
+        [sys.executable, str(script), str(image_folder), str(killed_dir), "4", *common],
+        env=environment,
+        capture_output=True,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
+    assert (killed_dir / "checkpoints" / ".checkpoint-00000004.partial").is_dir()  # died mid-save
+    assert [step for step, _ in list_checkpoints(killed_dir)] == [2]  # the torn save never took a checkpoint's name
+
+    resumed = CodTrainer(make_config(*common, output="killed"), resume=True)
+    assert resumed.resume_from.name == "checkpoint-00000002"  # only the steps after it are lost
+    resumed.train()
+    assert not list((killed_dir / "checkpoints").glob(".*"))
+    for filename in ("model.safetensors", "ema.safetensors"):
+        expected, actual = checkpoint_tensors(tmp_path / "straight", 5, filename), checkpoint_tensors(killed_dir, 5, filename)
+        assert all(torch.equal(expected[name], actual[name]) for name in expected)
 
 
 def test_outputs_checkpoints_logs_plots_and_a_loadable_pipeline(make_config):

@@ -87,7 +87,7 @@ class CodBackbone(FlowMatchingAdapterMixin):
     def prepare_condition(self, image: torch.Tensor) -> bytes:
         codec = self.pipeline.condition_codec
         images = image.to(device=self.device, dtype=codec.dtype)
-        (side_info,) = codec.compress(images)["strings"]
+        ((side_info,),) = codec.compress(images)["strings"]
         self.load_condition(side_info, image.shape[-2], image.shape[-1])
         return side_info
 
@@ -96,7 +96,7 @@ class CodBackbone(FlowMatchingAdapterMixin):
         codec = self.pipeline.condition_codec
         try:
             shape = codec.code_grid_size(height, width)
-            condition = codec.decompress([side_info], shape)["condition"]
+            condition = codec.decompress([[side_info]], shape)["condition"]
         except ValueError as error:
             raise StreamError(f"the stream's CoD condition does not fit a {height}x{width} image: {error}") from None
         self._condition = condition.to(self.dtype)
