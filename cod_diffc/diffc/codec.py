@@ -533,7 +533,7 @@ def decompress(
 ) -> torch.Tensor:
     r"""
     Decompresses a DiffC file into a `(1, 3, H, W)` image in [0, 1] of the size the stream records: [`decode`], then
-    the denoising `method`, then the backbone's `decode_latent` and the crop of any padding.
+    [`decoded_image`].
 
     Args:
         method (`str`, defaults to `"flow"`): One of [`DECODE_METHODS`]. `"flow"`: the probability-flow ODE in
@@ -544,6 +544,25 @@ def decompress(
     if method not in DECODE_METHODS:
         raise ValueError(f"unknown decode method {method!r}; choose from {', '.join(DECODE_METHODS)}")
     decoded = decode(stream, adapter, simulator=simulator, progress=progress)
+    return decoded_image(decoded, adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress)
+
+
+@torch.no_grad()
+def decoded_image(
+    decoded: DecodeResult,
+    adapter: BackboneAdapter,
+    *,
+    method: str = "flow",
+    num_denoise_steps: int = 25,
+    progress: bool = True,
+) -> torch.Tensor:
+    r"""
+    The `(1, 3, H, W)` image in [0, 1] of a [`decode`]d stream: the denoising `method` (see [`decompress`]), the
+    backbone's `decode_latent`, and the crop of any padding to the size the stream records. One [`decode`] serves
+    every method.
+    """
+    if method not in DECODE_METHODS:
+        raise ValueError(f"unknown decode method {method!r}; choose from {', '.join(DECODE_METHODS)}")
     if method == "mean":
         guidance_scale, num_denoise_steps = 1.0, 1
     else:

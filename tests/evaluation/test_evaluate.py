@@ -128,7 +128,12 @@ def test_flow_and_mean_decodes_read_the_same_streams(sweep):
     assert settings["cod_diffc-cod"] == settings["cod_diffc-cod-mean"]
 
 
-def test_methods_that_differ_only_in_the_decode_share_one_encode(tmp_path):
+def test_methods_that_differ_only_in_the_decode_share_one_encode_and_replay(tmp_path, monkeypatch):
+    import cod_diffc.diffc.codec as codec
+
+    replays = []
+    decode = codec.decode
+    monkeypatch.setattr(codec, "decode", lambda *args, **kwargs: replays.append(1) or decode(*args, **kwargs))
     images = list_images(make_images(tmp_path / "dataset", 2))
     adapter = CountingGaussianBackbone(std=0.5, patch_size=4)
     flow = gaussian_method(adapter)
@@ -136,6 +141,7 @@ def test_methods_that_differ_only_in_the_decode_share_one_encode(tmp_path):
                        simulator=ChunkedPFRSimulator(max_chunk_bits=8), decode="mean")
     assert evaluate_images(images, [flow, mean], TARGET_BPPS, tmp_path / "out", progress=False) == 4
     assert adapter.encodes == 2
+    assert len(replays) == 2 * len(TARGET_BPPS)  # one replay per image and cut, shared by both decodes
 
 
 def test_report_plot_and_crops(sweep):
