@@ -1,2 +1,2 @@
 from cod_diffc.models.condition_codec_cod import CodConditionCodec, pack_indices, unpack_indices
-from cod_diffc.models.transformer_cod import CodTransformer2DModel
+from cod_diffc.models.transformer_cod import CodAttnProcessor, CodTransformer2DModel

@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import AttentionMixin, AttentionModuleMixin
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import TimestepEmbedding
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
@@ -116,17 +118,53 @@ def apply_rotary_emb(hidden_states: torch.Tensor, rotary_emb: tuple[torch.Tensor
     return rotated.flatten(-2).to(hidden_states.dtype)  # (B, heads, L, hd)
 
 
-class CodAttention(nn.Module):
+class CodAttnProcessor:
     r"""
-    Multi-head self-attention with a fused bias-free qkv projection, QK-RMSNorm and 2-D RoPE.
+    The attention computation of [`CodAttention`]: fused bias-free qkv projection, per-head QK-RMSNorm, 2-D RoPE, then
+    scaled dot-product attention through diffusers' attention dispatcher (so `set_attention_backend` picks the
+    kernel; the default is torch's SDPA), then the output projection.
+    """
+
+    _attention_backend = None
+    _parallel_config = None
+
+    def __call__(
+        self, attn: "CodAttention", hidden_states: torch.Tensor, rotary_emb: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        batch_size, seq_len, _ = hidden_states.shape
+        qkv = attn.to_qkv(hidden_states)  # (B, L, 3C): rows [0, C) query, [C, 2C) key, [2C, 3C) value
+        qkv = qkv.view(batch_size, seq_len, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, heads, L, hd)
+        query, key, value = qkv.unbind(0)  # (B, heads, L, hd) each
+        query = apply_rotary_emb(attn.norm_q(query), rotary_emb)
+        key = apply_rotary_emb(attn.norm_k(key), rotary_emb)
+        # The dispatcher takes (B, L, heads, hd).
+        hidden_states = dispatch_attention_fn(
+            query.transpose(1, 2),
+            key.transpose(1, 2),
+            value.transpose(1, 2),
+            backend=self._attention_backend,
+            parallel_config=self._parallel_config,
+        )  # (B, L, heads, hd)
+        return attn.to_out(hidden_states.reshape(batch_size, seq_len, -1))  # (B, L, C)
+
+
+class CodAttention(nn.Module, AttentionModuleMixin):
+    r"""
+    Multi-head self-attention with a fused bias-free qkv projection, QK-RMSNorm and 2-D RoPE, on diffusers' attention
+    module interface: the computation is its processor ([`CodAttnProcessor`] by default).
 
     Parameters:
         hidden_size (`int`): Token width.
         num_heads (`int`): Number of heads.
         eps (`float`): Epsilon of the per-head query/key RMSNorm.
+        processor (`CodAttnProcessor`, *optional*): The attention processor; a new [`CodAttnProcessor`] by default.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, eps: float):
+    _default_processor_cls = CodAttnProcessor
+    _available_processors = [CodAttnProcessor]
+    _supports_qkv_fusion = False  # the projection is fused already
+
+    def __init__(self, hidden_size: int, num_heads: int, eps: float, processor: CodAttnProcessor | None = None):
         super().__init__()
         self.num_heads = num_heads
         head_dim = hidden_size // num_heads
@@ -134,17 +172,11 @@ class CodAttention(nn.Module):
         self.norm_q = CodRMSNorm(head_dim, eps=eps)
         self.norm_k = CodRMSNorm(head_dim, eps=eps)
         self.to_out = nn.Linear(hidden_size, hidden_size)
+        self.set_processor(processor if processor is not None else self._default_processor_cls())
 
     def forward(self, hidden_states: torch.Tensor, rotary_emb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        batch_size, seq_len, _ = hidden_states.shape
-        qkv = self.to_qkv(hidden_states)  # (B, L, 3C): rows [0, C) query, [C, 2C) key, [2C, 3C) value
-        qkv = qkv.view(batch_size, seq_len, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, heads, L, hd)
-        query, key, value = qkv.unbind(0)  # (B, heads, L, hd) each
-        query = apply_rotary_emb(self.norm_q(query), rotary_emb)
-        key = apply_rotary_emb(self.norm_k(key), rotary_emb)
-        hidden_states = F.scaled_dot_product_attention(query, key, value)  # (B, heads, L, hd)
-        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, seq_len, -1)  # (B, L, C)
-        return self.to_out(hidden_states)
+        """`hidden_states` (B, L, C) -> (B, L, C)."""
+        return self.processor(self, hidden_states, rotary_emb)
 
 
 class CodSwiGLU(nn.Module):
@@ -253,7 +285,7 @@ def dct_positional_features(
     return basis.reshape(patch_size * patch_size, num_frequencies * num_frequencies)  # (p^2, F^2)
 
 
-class CodTransformer2DModel(ModelMixin, ConfigMixin):
+class CodTransformer2DModel(ModelMixin, ConfigMixin, AttentionMixin):
     r"""
     The CoD denoiser from [CoD: A Diffusion Foundation Model for Image
     Compression](https://huggingface.co/papers/2511.18706): a DiT whose tokens carry the condition map of the CoD
@@ -428,6 +460,10 @@ class CodTransformer2DModel(ModelMixin, ConfigMixin):
         for module in zero_init:
             nn.init.zeros_(module.weight)
             nn.init.zeros_(module.bias)
+
+    def set_default_attn_processor(self) -> None:
+        """Puts a fresh [`CodAttnProcessor`] (torch SDPA unless a backend is set) into every attention layer."""
+        self.set_attn_processor(CodAttnProcessor())
 
     def _check_inputs(
         self, hidden_states: torch.Tensor, timestep: float | torch.Tensor, condition: torch.Tensor

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from cod_diffc.models.transformer_cod import CodTransformer2DModel
+from cod_diffc.models.transformer_cod import CodAttention, CodAttnProcessor, CodTransformer2DModel
 
 
 TINY_CONFIGS = {
@@ -261,3 +261,37 @@ def test_invalid_inputs_raise(case):
     make_override, message = INVALID_INPUTS[case]
     with pytest.raises(ValueError, match=message):
         model(**{**inputs, **make_override(inputs)})
+
+
+class CountingAttnProcessor(CodAttnProcessor):
+    """The default computation, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, attn, hidden_states, rotary_emb):
+        self.calls += 1
+        return super().__call__(attn, hidden_states, rotary_emb)
+
+
+@torch.no_grad()
+def test_attention_runs_through_diffusers_processors_and_backends(head_type):
+    model = build_model(head_type)
+    inputs = dummy_inputs(model)
+    expected = model(**inputs).sample
+    attention_layers = [module for module in model.modules() if isinstance(module, CodAttention)]
+    processors = model.attn_processors
+    assert len(processors) == len(attention_layers) > 0
+    assert all(isinstance(processor, CodAttnProcessor) for processor in processors.values())
+
+    counting = CountingAttnProcessor()
+    model.set_attn_processor(counting)
+    assert torch.equal(model(**inputs).sample, expected)
+    assert counting.calls == len(attention_layers)
+
+    model.set_default_attn_processor()
+    model.set_attention_backend("native")
+    assert {type(processor) for processor in model.attn_processors.values()} == {CodAttnProcessor}
+    assert all(str(p._attention_backend) == "AttentionBackendName.NATIVE" for p in model.attn_processors.values())
+    assert torch.equal(model(**inputs).sample, expected)
+    model.reset_attention_backend()
