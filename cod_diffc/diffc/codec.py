@@ -441,7 +441,7 @@ def decode(
             f"image size {parsed.height}x{parsed.width} needs a latent of {math.prod(latent_shape)} elements, more "
             f"than max_latent_elements={max_latent_elements}"
         )
-    check_image_fits(adapter, parsed.height, parsed.width)
+    check_image_fits(adapter, parsed.height, parsed.width, decoding=True)
     try:
         adapter.load_condition(parsed.side_info, *coded_size)
     except StreamError:

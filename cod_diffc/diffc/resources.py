@@ -54,12 +54,12 @@ def _largest_fitting_long_side(adapter: BackboneAdapter, height: int, width: int
     return low
 
 
-def check_image_fits(adapter: BackboneAdapter, height: int, width: int) -> None:
+def check_image_fits(adapter: BackboneAdapter, height: int, width: int, decoding: bool = False) -> None:
     """
     Raises [`ImageTooLargeError`] when the adapter's estimate for a `height x width` image (padded to its
-    `size_multiple`) exceeds the free memory of its device, naming both figures, the largest long side that fits at
-    this aspect ratio, and the choices (`--max-side` to downscale, or coding the image in tiles). Does nothing when
-    either figure is unknown.
+    `size_multiple`) exceeds the free memory of its device, naming both figures and what to do: when encoding, the
+    largest long side that fits at this aspect ratio (`--max-side` to downscale, or tiles of that size); when
+    `decoding`, a device with more free memory. Does nothing when either figure is unknown.
     """
     needed = adapter.working_memory_bytes(*padded_size(height, width, adapter.size_multiple))
     available = available_memory_bytes(adapter.device)
@@ -69,10 +69,12 @@ def check_image_fits(adapter: BackboneAdapter, height: int, width: int) -> None:
         f"a {width}x{height} image needs about {_format_bytes(needed)} on the {adapter.name!r} backbone, more than "
         f"the {_format_bytes(available)} free on {adapter.device}"
     )
+    if decoding:
+        raise ImageTooLargeError(f"{message}; decode it where more memory is free (or on a GPU with --device)")
     fitting_side = _largest_fitting_long_side(adapter, height, width, available)
     if fitting_side == 0:
         raise ImageTooLargeError(f"{message}; no size of this aspect ratio fits: free memory first")
     raise ImageTooLargeError(
         f"{message}; downscale it (cod-diffc compress --max-side {fitting_side}, a long side of at most "
-        f"{fitting_side} px), or compress it in tiles"
+        f"{fitting_side} px), or split it into tiles no larger than that and compress each"
     )

@@ -82,6 +82,14 @@ def test_a_size_the_device_cannot_hold_is_refused_before_any_work(backbones, bac
     assert not calls
 
 
+def test_a_decoder_without_the_memory_refuses_before_replaying(backbones, monkeypatch):
+    adapter = backbones["cod"]
+    stream = encode(torch.rand(1, 3, 64, 64), adapter, stop_step=2, schedule=SCHEDULE, progress=False).points[0].stream
+    monkeypatch.setattr("cod_diffc.diffc.resources.available_memory_bytes", lambda device: 2**10)
+    with pytest.raises(ImageTooLargeError, match="decode it where more memory is free"):
+        decode(stream, adapter, progress=False)
+
+
 def test_the_suggested_side_fits(backbones, monkeypatch):
     adapter = backbones["cod"]
     monkeypatch.setattr("cod_diffc.diffc.resources.available_memory_bytes", lambda device: 2**30)
