@@ -1,6 +1,8 @@
 """Rate–distortion of DiffC on the embedded CoD on Kodak, against the condition alone, JPEG, WebP and AVIF.
 
     python benchmarks/kodak_embedded_rd.py [--resume] [--size 256]
+    OMP_NUM_THREADS=1 ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no benchmarks/kodak_embedded_rd.py --resume   # both cores, by image
 
 The 24 Kodak images (`../shared/data/kodak/`) are centre-cropped to `--size` x `--size` (the same crops for every
 method), then `cod-diffc evaluate` codes them with DiffC on `cod-pixel-small` (one encode per image, every rate
@@ -22,6 +24,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+from accelerate import PartialState
 from kodak import write_kodak_centre_crops
 
 from cod_diffc.cli import main as cod_diffc_main
@@ -124,6 +127,8 @@ def main() -> None:
     )
     if status != 0:
         raise SystemExit(status)
+    if not PartialState().is_main_process:  # under `accelerate launch`, the main process writes the summaries
+        return
 
     rows = per_image_rows(OUTPUT / "per_image.csv")
     condition_only = condition_only_results(rows[DIFFC])

@@ -103,13 +103,13 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
     for spec in specs:
         if spec["backbone"] not in available_backbones():
             raise ValueError(f"unknown backbone {spec['backbone']!r}; available: {', '.join(available_backbones())}")
-    codecs, notes = codec_availability(args.baseline)
+    baselines, notes = codec_availability(args.baseline)
     decodes = list(dict.fromkeys(args.decode))
     diffc_runs = [(spec, decode) for spec in specs for decode in decodes]
     names = [
         (spec["label"] or f"cod_diffc-{spec['backbone']}") + ("" if decode == "flow" else f"-{decode}")
         for spec, decode in diffc_runs
-    ] + [codec.name for codec in codecs]
+    ] + [baseline.name for baseline in baselines]
     if not names:
         unavailable = f" ({'; '.join(notes)})" if notes else ""
         raise ValueError(f"nothing to evaluate: give a --backbone or a --baseline this machine can run{unavailable}")
@@ -142,7 +142,7 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
                 decode=decode,
             )
         )
-    methods += [CodecMethod(codec) for codec in codecs]
+    methods += [CodecMethod(baseline) for baseline in baselines]
     return methods, notes
 
 
