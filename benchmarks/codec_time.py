@@ -37,7 +37,6 @@ from timing import clock
 from cod_diffc import CodPipeline
 from cod_diffc.diffc import decode, denoise, encode, load_backbone
 from cod_diffc.diffc.adapters.cod import CodBackbone
-from cod_diffc.diffc.channel import ChannelSimulator
 from cod_diffc.diffc.codec import default_simulator
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 from cod_diffc.image_files import atomic_write, load_image, save_image
@@ -64,25 +63,6 @@ def random_backbone(name: str, device: str = "cpu", dtype: torch.dtype = torch.f
     return CodBackbone(pipe)
 
 
-class CoderClock:
-    """Wraps the `encode` and `decode` of a channel simulator instance and adds up the seconds spent in them."""
-
-    def __init__(self, simulator: ChannelSimulator, device: torch.device):
-        self.simulator, self.device = simulator, device
-        self.seconds = {"encode": 0.0, "decode": 0.0}
-        for name in self.seconds:
-            setattr(simulator, name, self._timed(name, getattr(simulator, name)))
-
-    def _timed(self, name: str, method):
-        def timed(*args, **kwargs):
-            start = clock(self.device)
-            result = method(*args, **kwargs)
-            self.seconds[name] += clock(self.device) - start
-            return result
-
-        return timed
-
-
 class CallClock:
     """Adds up the seconds spent in `owner.name` (a function or method attribute) while installed."""
 
@@ -100,8 +80,9 @@ class CallClock:
         self.restore = lambda: setattr(owner, name, original)
 
 
-def time_codec(adapter, image: torch.Tensor, target_bpp: list[float]) -> dict:
-    """One encode at every target, then the decompress of the last cut in its stages; seconds and quality.
+def time_codec(adapter, image: torch.Tensor, target_bpp: list[float], image_path: Path | None = None) -> dict:
+    """One encode at every target, then the decompress of the last cut in its stages; seconds and quality. With
+    `image_path` (the file `image` came from), also `io_s` ([`time_io`]).
 
     Every stage is split into the network (`network_*_s`), the reverse channel coder (`rcc_*_s`) and the rANS coding
     of the step codes (`entropy_*_s`); the rest is the codec's own arithmetic. The last cut is denoised both ways:
@@ -109,19 +90,21 @@ def time_codec(adapter, image: torch.Tensor, target_bpp: list[float]) -> dict:
     """
     from cod_diffc.diffc import index_coding
 
-    coder = CoderClock(default_simulator(), adapter.device)
+    simulator = default_simulator()
     clocks = {
+        "rcc_encode": CallClock(simulator, "encode", adapter.device),
+        "rcc_decode": CallClock(simulator, "decode", adapter.device),
         "network": CallClock(adapter, "predict_x0_and_epsilon", adapter.device),
         "entropy_encode": CallClock(index_coding, "encode_step_codes", adapter.device),
         "entropy_decode": CallClock(index_coding, "decode_step_codes", adapter.device),
     }
     try:
         start = clock(adapter.device)
-        points = encode(image, adapter, target_bpp=target_bpp, simulator=coder.simulator, progress=False).points
+        points = encode(image, adapter, target_bpp=target_bpp, simulator=simulator, progress=False).points
         encode_s = clock(adapter.device) - start
         network_encode_s, clocks["network"].seconds = clocks["network"].seconds, 0.0
         start = clock(adapter.device)
-        decoded = decode(points[-1].stream, adapter, simulator=coder.simulator, progress=False)
+        decoded = decode(points[-1].stream, adapter, simulator=simulator, progress=False)
         decode_s = clock(adapter.device) - start
         network_decode_s, clocks["network"].seconds = clocks["network"].seconds, 0.0
         start = clock(adapter.device)
@@ -134,7 +117,7 @@ def time_codec(adapter, image: torch.Tensor, target_bpp: list[float]) -> dict:
     finally:
         for call_clock in clocks.values():
             call_clock.restore()
-    return {
+    row = {
         "bytes": [len(point.stream) for point in points],
         "bpp": [point.bpp for point in points],
         "stop_steps": [point.stop_step for point in points],
@@ -142,16 +125,20 @@ def time_codec(adapter, image: torch.Tensor, target_bpp: list[float]) -> dict:
         "psnr_mean": psnr(to_uint8(image), to_uint8(mean)),
         "encode_s": encode_s,
         "network_encode_s": network_encode_s,
-        "rcc_encode_s": coder.seconds["encode"],
+        "rcc_encode_s": clocks["rcc_encode"].seconds,
         "entropy_encode_s": clocks["entropy_encode"].seconds,
         "decode_s": decode_s,
         "network_decode_s": network_decode_s,
-        "rcc_decode_s": coder.seconds["decode"],
+        "rcc_decode_s": clocks["rcc_decode"].seconds,
         "entropy_decode_s": clocks["entropy_decode"].seconds,
         "denoise_s": denoise_s,
         "mean_s": mean_s,
         "stream_sha256": hashlib.sha256(points[-1].stream).hexdigest(),
     }
+    if image_path is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            row["io_s"] = time_io(image_path, reconstruction, points[-1].stream, Path(folder))
+    return row
 
 
 def time_io(image_path: Path, image: torch.Tensor, stream: bytes, folder: Path) -> float:
@@ -201,11 +188,7 @@ def embedded_run(image_name: str, size: int, device: str, dtype: torch.dtype) ->
         _BACKBONES["embedded"] = load_backbone("cod", device=device, dtype=dtype)
     adapter = _BACKBONES["embedded"]
     image = kodak_centre_crop(image_name, size)
-    run = time_codec(adapter, image, KODAK_TARGET_BPP)
-    with tempfile.TemporaryDirectory() as folder:
-        stream = encode(image, adapter, stop_step=run["stop_steps"][-1], progress=False).points[0].stream
-        run["io_s"] = time_io(KODAK / f"{image_name}.png", image, stream, Path(folder))
-    return run
+    return time_codec(adapter, image, KODAK_TARGET_BPP, image_path=KODAK / f"{image_name}.png")
 
 
 def run_in_tree(tree: Path | None, image_name: str, size: int, args: argparse.Namespace) -> dict:

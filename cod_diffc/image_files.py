@@ -83,16 +83,23 @@ def load_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+def long_side_limited_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """`(height, width)` scaled, keeping the aspect ratio, so that the long side is at most `max_side`."""
+    long_side = max(height, width)
+    if long_side <= max_side:
+        return height, width
+    return max(1, round(height * max_side / long_side)), max(1, round(width * max_side / long_side))
+
+
 def limit_long_side(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
-    """A `(1, 3, H, W)` image in [0, 1] downscaled with Lanczos (on 8-bit pixels) so that its long side is at most
-    `max_side`, keeping the aspect ratio; the image itself when it is small enough or `max_side` is None."""
+    """A `(1, 3, H, W)` image in [0, 1] downscaled with Lanczos (on 8-bit pixels) to [`long_side_limited_size`];
+    the image itself when it is small enough or `max_side` is None."""
     height, width = image.shape[-2:]
     if max_side is None or max(height, width) <= max_side:
         return image
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    new_height, new_width = long_side_limited_size(height, width, max_side)
     pixels = (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    resized = PIL.Image.fromarray(pixels).resize(size, PIL.Image.Resampling.LANCZOS)
+    resized = PIL.Image.fromarray(pixels).resize((new_width, new_height), PIL.Image.Resampling.LANCZOS)
     array = np.asarray(resized, dtype=np.float32) / 255.0  # (h, w, 3)
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 

@@ -105,10 +105,10 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
             raise ValueError(f"unknown backbone {spec['backbone']!r}; available: {', '.join(available_backbones())}")
     baselines, notes = codec_availability(args.baseline)
     decodes = list(dict.fromkeys(args.decode))
-    diffc_runs = [(spec, decode) for spec in specs for decode in decodes]
+    diffc_runs = [(index, decode) for index in range(len(specs)) for decode in decodes]
     names = [
-        (spec["label"] or f"cod_diffc-{spec['backbone']}") + ("" if decode == "flow" else f"-{decode}")
-        for spec, decode in diffc_runs
+        (specs[index]["label"] or f"cod_diffc-{specs[index]['backbone']}") + ("" if decode == "flow" else f"-{decode}")
+        for index, decode in diffc_runs
     ] + [baseline.name for baseline in baselines]
     if not names:
         unavailable = f" ({'; '.join(notes)})" if notes else ""
@@ -118,21 +118,22 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
         raise ValueError(f"several methods are named {', '.join(duplicates)}; tell them apart with --label")
 
     quiet_model_loading()
+    adapters = [
+        load_backbone(
+            spec["backbone"],
+            spec["model"],
+            device=device,
+            dtype=DTYPES[args.dtype],
+            **parse_options(spec["options"], spec["backbone"]),
+        )
+        for spec in specs
+    ]
     methods = []
-    adapters = {}
-    for name, (spec, decode) in zip(names, diffc_runs):
-        if id(spec) not in adapters:
-            adapters[id(spec)] = load_backbone(
-                spec["backbone"],
-                spec["model"],
-                device=device,
-                dtype=DTYPES[args.dtype],
-                **parse_options(spec["options"], spec["backbone"]),
-            )
+    for name, (spec_index, decode) in zip(names, diffc_runs):
         methods.append(
             DiffCMethod(
                 name,
-                adapters[id(spec)],
+                adapters[spec_index],
                 schedule=DiffCSchedule(num_steps=args.steps) if args.steps is not None else None,
                 simulator=build_simulator(args.coder, args.chunk_bits),
                 seed=args.seed,

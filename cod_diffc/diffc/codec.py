@@ -42,6 +42,13 @@ DECODE_METHODS = ("flow", "mean")
 """How [`decompress`] turns the decoded noisy latent into an image: the probability-flow ODE, or the one-step
 posterior mean."""
 
+
+def check_decode_method(method: str) -> None:
+    """`ValueError` naming the choices unless `method` is one of [`DECODE_METHODS`]."""
+    if method not in DECODE_METHODS:
+        raise ValueError(f"unknown decode method {method!r}; choose from {', '.join(DECODE_METHODS)}")
+
+
 DEFAULT_MAX_LATENT_ELEMENTS = 2**26
 """Largest latent (`C * h * w`) a decoder allocates for a stream unless told otherwise."""
 
@@ -541,8 +548,7 @@ def decompress(
             `"mean"`: the one-step posterior mean `x0_hat` without guidance (highest PSNR, blurrier); it ignores
             `num_denoise_steps`. Both read the same stream: the choice costs no bytes.
     """
-    if method not in DECODE_METHODS:
-        raise ValueError(f"unknown decode method {method!r}; choose from {', '.join(DECODE_METHODS)}")
+    check_decode_method(method)
     decoded = decode(stream, adapter, simulator=simulator, progress=progress)
     return decoded_image(decoded, adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress)
 
@@ -561,8 +567,7 @@ def decoded_image(
     backbone's `decode_latent`, and the crop of any padding to the size the stream records. One [`decode`] serves
     every method.
     """
-    if method not in DECODE_METHODS:
-        raise ValueError(f"unknown decode method {method!r}; choose from {', '.join(DECODE_METHODS)}")
+    check_decode_method(method)
     if method == "mean":
         guidance_scale, num_denoise_steps = 1.0, 1
     else:

@@ -41,13 +41,13 @@ def _format_bytes(size: float) -> str:
 def _largest_fitting_long_side(adapter: BackboneAdapter, height: int, width: int, available: int) -> int:
     """The largest long side (0 if none) of an image of this aspect ratio, padded to the adapter's multiple, whose
     estimate fits in `available` bytes; the estimates grow with the side, so a bisection finds it."""
-    long_side = max(height, width)
+    from cod_diffc.image_files import long_side_limited_size  # the size `--max-side` gives
 
     def fits(side: int) -> bool:
-        scaled = (max(1, round(height * side / long_side)), max(1, round(width * side / long_side)))
+        scaled = long_side_limited_size(height, width, side)
         return adapter.working_memory_bytes(*padded_size(*scaled, adapter.size_multiple)) <= available
 
-    low, high = 0, long_side  # fits(low) or low == 0; not fits(high)
+    low, high = 0, max(height, width)  # fits(low) or low == 0; not fits(high)
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)

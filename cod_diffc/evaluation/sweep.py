@@ -118,12 +118,11 @@ class DiffCMethod(RateMethod):
         num_denoise_steps: int = 25,
         decode: str = "flow",
     ):
-        from cod_diffc.diffc import DECODE_METHODS
+        from cod_diffc.diffc.codec import check_decode_method
 
         if num_denoise_steps < 1:
             raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
-        if decode not in DECODE_METHODS:
-            raise ValueError(f"unknown decode method {decode!r}; choose from {', '.join(DECODE_METHODS)}")
+        check_decode_method(decode)
         self.name = name
         self.decode = decode
         self.description = (
