@@ -35,8 +35,9 @@ from kodak import KODAK, kodak_centre_crop
 from timing import clock
 
 from cod_diffc import CodPipeline
-from cod_diffc.diffc import decode, denoise, encode, load_backbone
-from cod_diffc.diffc.adapters.cod import CodBackbone
+from cod_diffc.backbones import denoise, load_backbone
+from cod_diffc.backbones.cod import CodBackbone
+from cod_diffc.diffc import decode, encode
 from cod_diffc.diffc.codec import default_simulator
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 from cod_diffc.image_files import atomic_write, load_image, save_image
@@ -108,11 +109,13 @@ def time_codec(adapter, image: torch.Tensor, target_bpp: list[float], image_path
         decode_s = clock(adapter.device) - start
         network_decode_s, clocks["network"].seconds = clocks["network"].seconds, 0.0
         start = clock(adapter.device)
-        latent = denoise(decoded.latent, decoded.t, adapter, decoded.stream.denoise_guidance_scale, progress=False)
+        latent = denoise(
+            decoded.latent, decoded.t, adapter, decoded.condition, decoded.stream.denoise_guidance_scale, progress=False
+        )
         reconstruction = adapter.decode_latent(latent)
         denoise_s = clock(adapter.device) - start
         start = clock(adapter.device)
-        mean = adapter.decode_latent(denoise(decoded.latent, decoded.t, adapter, 1.0, 1, progress=False))
+        mean = adapter.decode_latent(denoise(decoded.latent, decoded.t, adapter, decoded.condition, 1.0, 1, progress=False))
         mean_s = clock(adapter.device) - start
     finally:
         for call_clock in clocks.values():

@@ -36,11 +36,13 @@ import torch
 from codec_time import random_backbone
 from tqdm import tqdm
 
+from cod_diffc.backbones import load_backbone
+from cod_diffc.backbones.padding import padded_size
 from cod_diffc.cli import main as cod_diffc_main
-from cod_diffc.diffc import DiffCSchedule, StreamError, decode, encode, load_backbone
+from cod_diffc.diffc import DiffCSchedule, decode, encode
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
-from cod_diffc.diffc.padding import padded_size
+from cod_diffc.errors import StreamError
 
 
 ROOT = Path(__file__).resolve().parents[1]

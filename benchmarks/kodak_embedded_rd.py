@@ -45,7 +45,8 @@ def condition_only_bpp(size: int) -> float:
     """Rate of the condition-only DiffC file of a `size` x `size` image on the embedded model."""
     import torch
 
-    from cod_diffc.diffc import encode, load_backbone
+    from cod_diffc.backbones import load_backbone
+    from cod_diffc.diffc import encode
 
     return encode(torch.rand(1, 3, size, size), load_backbone("cod"), stop_step=0, progress=False).points[0].bpp
 

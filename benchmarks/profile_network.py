@@ -21,7 +21,7 @@ import torch
 from kodak import kodak_centre_crop
 from torch.profiler import ProfilerActivity, profile
 
-from cod_diffc.diffc import load_backbone
+from cod_diffc.backbones import Condition, load_backbone
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,9 @@ REPETITIONS = 3
 TOP_OPERATORS = 12
 
 
-def module_seconds(adapter, latent: torch.Tensor, sigma: torch.Tensor, guidance: float) -> dict[str, float]:
+def module_seconds(
+    adapter, latent: torch.Tensor, sigma: torch.Tensor, condition: Condition, guidance: float
+) -> dict[str, float]:
     """Seconds per top-level transformer submodule (blocks grouped as backbone / head) over one guided evaluation."""
     transformer = adapter.pipeline.transformer
     num_backbone = transformer.config.num_layers
@@ -53,7 +55,7 @@ def module_seconds(adapter, latent: torch.Tensor, sigma: torch.Tensor, guidance:
                 )
             )
     start = time.perf_counter()
-    adapter.predict_x0_and_epsilon(latent, sigma, guidance)
+    adapter.predict_x0_and_epsilon(latent, sigma, condition, guidance)
     total = time.perf_counter() - start
     for handle in handles:
         handle.remove()
@@ -73,13 +75,13 @@ def main() -> None:
     with torch.no_grad():
         for size in args.sizes:
             image = kodak_centre_crop("kodim05", size)
-            adapter.prepare_condition(image)
+            condition = adapter.prepare_condition(image)
             latent = torch.randn(1, *adapter.latent_shape(size, size), generator=torch.Generator().manual_seed(0))
-            adapter.predict_x0_and_epsilon(latent, sigma, guidance)  # warm-up
-            runs = [module_seconds(adapter, latent, sigma, guidance) for _ in range(REPETITIONS)]
+            adapter.predict_x0_and_epsilon(latent, sigma, condition, guidance)  # warm-up
+            runs = [module_seconds(adapter, latent, sigma, condition, guidance) for _ in range(REPETITIONS)]
             modules = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
             with profile(activities=[ProfilerActivity.CPU]) as profiler:
-                adapter.predict_x0_and_epsilon(latent, sigma, guidance)
+                adapter.predict_x0_and_epsilon(latent, sigma, condition, guidance)
             events = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
             total_us = sum(event.self_cpu_time_total for event in events)
             operators = [

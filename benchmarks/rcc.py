@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 from timing import clock
 
+from cod_diffc.codecs.randomness import CounterGenerator, derive_key
 from cod_diffc.diffc.channel import ChunkedChannelSimulator, ChunkedPFRSimulator
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
 from cod_diffc.diffc.index_coding import encode_step_codes, ideal_index_bits
-from cod_diffc.diffc.randomness import CounterGenerator, derive_key
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from kodak import kodak_centre_crop
 
+from cod_diffc.backbones import load_backbone
 from cod_diffc.cli._common import build_simulator
-from cod_diffc.diffc import decompress, encode, load_backbone
+from cod_diffc.diffc import decompress, encode
 from cod_diffc.evaluation.bjontegaard import bd_psnr, bd_rate
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 

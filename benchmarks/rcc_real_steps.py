@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from kodak import kodak_centre_crop
 
-from cod_diffc.diffc import encode, load_backbone
+from cod_diffc.backbones import load_backbone
+from cod_diffc.diffc import encode
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
 from cod_diffc.diffc.codec import default_simulator
 

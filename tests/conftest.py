@@ -19,6 +19,20 @@ REFERENCE_DIR = SHARED_DIR / "reference"
 PLUGIN_PACKAGE = Path(__file__).resolve().parent / "fixtures" / "third_party_backbone"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_fingerprint_cache(tmp_path_factory):
+    """Fingerprint caches go to a temporary folder, not the user's ~/.cache (subprocesses inherit it)."""
+    from cod_diffc.backbones.fingerprint_cache import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("fingerprint_cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
 def pytest_collection_modifyitems(config, items):
     run_slow = os.environ.get("RUN_SLOW") == "1"
     has_cuda = torch.cuda.is_available()

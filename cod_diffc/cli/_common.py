@@ -99,7 +99,7 @@ def parse_options(pairs: list[str], backbone: str) -> dict[str, object]:
     takes true/false, a `str` or `None` default keeps the text). For a factory that takes `**options`, values that
     look like a number or true/false are converted.
     """
-    from cod_diffc.diffc.registry import get_backbone_factory
+    from cod_diffc.backbones.registry import get_backbone_factory
 
     parameters = inspect.signature(get_backbone_factory(backbone)).parameters
     options: dict[str, object] = {}

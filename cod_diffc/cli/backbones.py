@@ -6,12 +6,12 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("backbones", help="list the DiffC backbones (built-in and plugins)")
+    parser = subparsers.add_parser("backbones", help="list the backbones every codec runs on (built-in and plugins)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cod_diffc.diffc import available_backbones
+    from cod_diffc.backbones import available_backbones
 
     for name in available_backbones():
         print(name)

@@ -1,4 +1,4 @@
-"""`cod-diffc compress`: images → DiffC streams, one encode per image for every requested rate."""
+"""`cod-diffc compress`: images → streams of any codec (DiffC: one encode per image for every requested rate)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ STREAM_SUFFIX = ".cdc"
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compress",
-        help="compress images with DiffC on a diffusion backbone",
+        help="compress images with a diffusion codec (DiffC, Turbo-DDCM, DDCM) on a diffusion backbone",
         description=(
-            "Compress images with DiffC. One encode per image serves every requested rate (the stream is "
-            "progressive). Any image size: sides the backbone cannot take are mirror-padded and cropped on decode."
+            "Compress images with a zero-shot diffusion codec. DiffC (the default): one encode per image serves "
+            "every requested rate (the stream is progressive). Any image size: sides the backbone cannot take are "
+            "mirror-padded and cropped on decode."
         ),
     )
+    parser.add_argument("--codec", default="diffc", help="codec name (see `cod-diffc codecs`; default diffc)")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG/JPEG/WebP/... images")
     parser.add_argument(
         "-o", "--output", required=True, help="output file, or directory for several (a trailing / names a directory)"
@@ -31,11 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument("--bpp", type=float, help="target bits per pixel (whole file)")
     rate.add_argument("--bpp-list", type=float, nargs="+", metavar="BPP", help="several target rates at once")
     rate.add_argument(
-        "--stop-step", type=int, nargs="+", metavar="N", help="cut after N DiffC steps (0: condition only)"
+        "--stop-step", type=int, nargs="+", metavar="N", help="cut after N DiffC steps (0: condition only; DiffC)"
     )
-    parser.add_argument(
-        "--steps", type=int_in_range(1), default=None, help="DiffC schedule length (default: the codec's)"
-    )
+    parser.add_argument("--steps", type=int_in_range(1), default=None, help="schedule length (default: the codec's)")
     add_coder_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness, stored in the stream")
     parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
@@ -66,16 +66,33 @@ def _rate_requests(args: argparse.Namespace) -> tuple[dict, list[str]]:
     return {"target_bpp": targets}, [f"_bpp{target:g}" for target in targets]
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm.auto import tqdm
+def _codec_settings(args: argparse.Namespace) -> dict:
+    """The settings of a codec other than DiffC that the command line sets."""
+    if args.stop_step is not None:
+        raise ValueError(
+            f"--stop-step cuts DiffC's progressive stream; codec {args.codec!r} takes --bpp or --bpp-list"
+        )
+    if args.bpp is None and args.bpp_list is None:
+        raise ValueError(f"codec {args.codec!r} needs a target rate: --bpp or --bpp-list")
+    settings = {
+        "num_steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+        "denoise_guidance_scale": args.denoise_guidance_scale,
+    }
+    return {key: value for key, value in settings.items() if value is not None}
 
-    from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
-    from cod_diffc.diffc import DiffCSchedule, available_backbones, encode, load_backbone
-    from cod_diffc.image_files import atomic_write, limit_long_side, load_image
+
+def run(args: argparse.Namespace) -> int:
+    from cod_diffc.backbones import available_backbones, load_backbone
+    from cod_diffc.cli._common import DTYPES, quiet_model_loading
+    from cod_diffc.codecs import available_codecs, load_codec
+    from cod_diffc.image_files import limit_long_side, load_image
 
     if args.backbone not in available_backbones():
         raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(available_backbones())}")
+    if args.codec not in available_codecs():
+        raise ValueError(f"unknown codec {args.codec!r}; available: {', '.join(available_codecs())}")
+    codec = None if args.codec == "diffc" else load_codec(args.codec, **_codec_settings(args))
     rate, labels = _rate_requests(args)
     if len(labels) == 1:
         labels = [""]
@@ -90,28 +107,64 @@ def run(args: argparse.Namespace) -> int:
         dtype=DTYPES[args.dtype],
         **parse_options(args.option, args.backbone),
     )
-    schedule = DiffCSchedule(num_steps=args.steps) if args.steps is not None else None
-    simulator = build_simulator(args.coder, args.chunk_bits)
-    for path in tqdm(args.images, desc="images", disable=args.no_progress or len(args.images) == 1):
-        image = images[path]
-        start = time.perf_counter()
-        result = encode(
-            image.to(torch.float32),
-            adapter,
-            schedule=schedule,
-            seed=args.seed,
-            simulator=simulator,
-            guidance_scale=args.guidance_scale,
-            denoise_guidance_scale=args.denoise_guidance_scale,
-            progress=not args.no_progress,
-            **rate,
-        )
-        seconds = time.perf_counter() - start
-        for label, point in zip(labels, result.points):
-            destination = destinations[(path, label)]
-            atomic_write(destination, point.stream)
-            print(
-                f"{path} -> {destination}: {len(point.stream)} bytes, {point.bpp:.4f} "
-                f"bpp, stop step {point.stop_step}, {seconds:.1f} s"
-            )
+    for path in _progress(args):
+        if codec is None:
+            _compress_diffc(args, adapter, images[path], rate, labels, path, destinations)
+        else:
+            _compress_at_targets(args, codec, adapter, images[path], rate["target_bpp"], labels, path, destinations)
     return 0
+
+
+def _progress(args: argparse.Namespace):
+    from tqdm.auto import tqdm
+
+    return tqdm(args.images, desc="images", disable=args.no_progress or len(args.images) == 1)
+
+
+def _report(path: Path, destination: Path, stream: bytes, bpp: float, detail: str, seconds: float) -> None:
+    print(f"{path} -> {destination}: {len(stream)} bytes, {bpp:.4f} bpp, {detail}, {seconds:.1f} s")
+
+
+def _compress_at_targets(args, codec, adapter, image, targets, labels, path, destinations) -> None:
+    """One encode per target rate (codecs whose streams are not progressive)."""
+    import torch
+
+    from cod_diffc.image_files import atomic_write
+
+    height, width = image.shape[-2:]
+    for label, target in zip(labels, targets):
+        start = time.perf_counter()
+        stream = codec.compress(
+            image.to(torch.float32), adapter, target_bpp=target, seed=args.seed, progress=not args.no_progress
+        )
+        destination = destinations[(path, label)]
+        atomic_write(destination, stream)
+        bpp = 8 * len(stream) / (height * width)
+        _report(path, destination, stream, bpp, f"codec {codec.name}", time.perf_counter() - start)
+
+
+def _compress_diffc(args, adapter, image, rate, labels, path, destinations) -> None:
+    """One DiffC encode for every requested cut."""
+    import torch
+
+    from cod_diffc.cli._common import build_simulator
+    from cod_diffc.diffc import DiffCSchedule, encode
+    from cod_diffc.image_files import atomic_write
+
+    start = time.perf_counter()
+    result = encode(
+        image.to(torch.float32),
+        adapter,
+        schedule=DiffCSchedule(num_steps=args.steps) if args.steps is not None else None,
+        seed=args.seed,
+        simulator=build_simulator(args.coder, args.chunk_bits),
+        guidance_scale=args.guidance_scale,
+        denoise_guidance_scale=args.denoise_guidance_scale,
+        progress=not args.no_progress,
+        **rate,
+    )
+    seconds = time.perf_counter() - start
+    for label, point in zip(labels, result.points):
+        destination = destinations[(path, label)]
+        atomic_write(destination, point.stream)
+        _report(path, destination, point.stream, point.bpp, f"stop step {point.stop_step}", seconds)

@@ -1,4 +1,4 @@
-"""`cod-diffc decompress`: DiffC streams → PNG images."""
+"""`cod-diffc decompress`: streams of any codec → PNG images (the codec and backbone are read from each stream)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from cod_diffc.cli._common import add_runtime_arguments, int_in_range, output_pa
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "decompress",
-        help="decompress DiffC streams into PNG images",
-        description="Decompress DiffC streams; the backbone is read from each stream, its model from --model.",
+        help="decompress streams (any codec) into PNG images",
+        description=(
+            "Decompress streams; the codec and the backbone are read from each stream, the backbone's model from "
+            "--model."
+        ),
     )
-    parser.add_argument("streams", nargs="+", type=Path, metavar="FILE", help="DiffC streams (.cdc)")
+    parser.add_argument("streams", nargs="+", type=Path, metavar="FILE", help="streams (.cdc)")
     parser.add_argument(
         "-o", "--output", required=True, help="output PNG, or directory for several (a trailing / names a directory)"
     )
@@ -36,8 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cod_diffc.backbones import load_backbone
     from cod_diffc.cli._common import DTYPES, parse_options, quiet_model_loading
-    from cod_diffc.diffc import StreamError, decompress, load_backbone, read_stream
+    from cod_diffc.codecs import codec_of_stream
+    from cod_diffc.errors import StreamError
     from cod_diffc.image_files import save_image
 
     destinations = output_paths(args.streams, [""], args.output, ".png")
@@ -47,27 +52,28 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{path}: no such file")
         data = path.read_bytes()
         try:
-            header = read_stream(data)
+            codec = codec_of_stream(data)
+            backbone = codec.stream_backbone(data)
         except StreamError as error:
             raise StreamError(f"{path}: {error}") from None
-        streams[path] = (data, header)
+        streams[path] = (data, codec, backbone)
 
     quiet_model_loading()
     adapters = {}
-    for path, (data, header) in streams.items():
-        if header.backbone not in adapters:
-            adapters[header.backbone] = load_backbone(
-                header.backbone,
+    for path, (data, codec, backbone) in streams.items():
+        if backbone not in adapters:
+            adapters[backbone] = load_backbone(
+                backbone,
                 args.model,
                 device=args.device,
                 dtype=DTYPES[args.dtype],
-                **parse_options(args.option, header.backbone),
+                **parse_options(args.option, backbone),
             )
         start = time.perf_counter()
         try:
-            image = decompress(
+            image = codec.decompress(
                 data,
-                adapters[header.backbone],
+                adapters[backbone],
                 method=args.decode,
                 num_denoise_steps=args.denoise_steps,
                 progress=not args.no_progress,
@@ -78,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         save_image(destination, image)
         height, width = image.shape[-2:]
         print(
-            f"{path} -> {destination}: {len(data)} bytes, {8 * len(data) / (height * width):.4f} bpp, "
+            f"{path} -> {destination}: {codec.name}, {len(data)} bytes, {8 * len(data) / (height * width):.4f} bpp, "
             f"{time.perf_counter() - start:.1f} s"
         )
     return 0

@@ -52,8 +52,9 @@ def _square(image, size: int):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from cod_diffc.backbones import load_backbone
     from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
-    from cod_diffc.diffc import decompress, encode, load_backbone
+    from cod_diffc.diffc import decompress, encode
     from cod_diffc.evaluation.metrics import psnr, to_uint8
     from cod_diffc.image_files import atomic_write, load_image, save_image
     from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL

@@ -1,4 +1,5 @@
-"""`cod-diffc evaluate`: rate-distortion sweeps of DiffC backbones and classical codecs on a folder of images.
+"""`cod-diffc evaluate`: rate-distortion sweeps of diffusion codecs x backbones and classical codecs on a folder of
+images.
 
 Under `accelerate launch`, the images are shared across the processes (each process codes every `N`-th image) and
 the main process merges the per-image records into the outputs once all are done.
@@ -40,18 +41,28 @@ class _BackboneSettingAction(argparse.Action):
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="rate-distortion sweep of DiffC backbones and classical codecs on a folder of images",
+        help="rate-distortion sweep of diffusion codecs x backbones and classical codecs on a folder of images",
         description=(
-            "Evaluate DiffC on one or more backbones, and classical codecs, at the requested rates on every image of "
-            "DATASET_DIR. Writes one CompressAI-style JSON per method, a per-image CSV, an RD plot and a Markdown "
-            "A/B report (BD-rate against an anchor, crops) to -o. One DiffC encode per image serves every rate."
+            "Evaluate diffusion codecs (--codec: DiffC, Turbo-DDCM, DDCM, ...) on one or more backbones, and classical "
+            "codecs, at the requested rates on every image of DATASET_DIR. Writes one CompressAI-style JSON per "
+            "method, a per-image CSV, an RD plot and a Markdown A/B report (BD-rate against an anchor, crops) to -o. "
+            "One DiffC encode per image serves every rate; the other codecs encode once per rate."
         ),
+    )
+    parser.add_argument(
+        "--codec",
+        dest="codecs",
+        nargs="+",
+        default=["diffc"],
+        metavar="CODEC",
+        help="diffusion codecs to run on every --backbone (see `cod-diffc codecs`; default diffc); methods are named "
+        "cod_diffc-BACKBONE for DiffC and CODEC-BACKBONE for the others",
     )
     parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="folder of images (png, jpg, webp, ...)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     parser.add_argument("--bpp", type=float, nargs="+", required=True, metavar="BPP", help="target rates (bpp)")
     parser.add_argument(
-        "--backbone", dest="backbones", action=_BackboneAction, metavar="NAME", help="a DiffC backbone (repeatable)"
+        "--backbone", dest="backbones", action=_BackboneAction, metavar="NAME", help="a backbone (repeatable)"
     )
     parser.add_argument("--model", action=_BackboneSettingAction, help="model of the preceding --backbone")
     parser.add_argument("--label", action=_BackboneSettingAction, help="result name of the preceding --backbone")
@@ -71,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--crop-bpp", type=float, help="target rate of the crops (default: the middle one)")
     parser.add_argument("--resume", action="store_true", help="skip (method, image) pairs already in -o")
     parser.add_argument(
-        "--steps", type=int_in_range(1), default=None, help="DiffC schedule length (default: the codec's)"
+        "--steps", type=int_in_range(1), default=None, help="schedule length of every codec (default: each codec's)"
     )
     add_coder_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness")
@@ -85,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=("flow", "mean"),
         default=["flow"],
-        help="DiffC decodes to evaluate, each a method from the same encode: flow (probability-flow ODE, default) "
+        help="decodes to evaluate, each a method from the same encodes: flow (probability-flow ODE, default) "
         "and/or mean (one-step posterior mean, highest PSNR); names other than flow get a -mean suffix",
     )
     add_runtime_arguments(parser)
@@ -94,22 +105,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
     """The methods the arguments name (models loaded), and notes on the baselines that cannot run here."""
+    from cod_diffc.backbones import available_backbones, load_backbone
     from cod_diffc.cli._common import DTYPES, build_simulator, parse_options, quiet_model_loading
-    from cod_diffc.diffc import DiffCSchedule, available_backbones, load_backbone
+    from cod_diffc.codecs import available_codecs, load_codec
+    from cod_diffc.diffc import DiffCSchedule
     from cod_diffc.evaluation.baselines import codec_availability
-    from cod_diffc.evaluation.sweep import CodecMethod, DiffCMethod
+    from cod_diffc.evaluation.sweep import CodecMethod, DiffCMethod, ZeroShotCodecMethod
 
     specs = args.backbones or []
     for spec in specs:
         if spec["backbone"] not in available_backbones():
             raise ValueError(f"unknown backbone {spec['backbone']!r}; available: {', '.join(available_backbones())}")
+    codec_names = list(dict.fromkeys(args.codecs))
+    for codec_name in codec_names:
+        if codec_name not in available_codecs():
+            raise ValueError(f"unknown codec {codec_name!r}; available: {', '.join(available_codecs())}")
     baselines, notes = codec_availability(args.baseline)
     decodes = list(dict.fromkeys(args.decode))
-    diffc_runs = [(index, decode) for index in range(len(specs)) for decode in decodes]
-    names = [
-        (specs[index]["label"] or f"cod_diffc-{specs[index]['backbone']}") + ("" if decode == "flow" else f"-{decode}")
-        for index, decode in diffc_runs
-    ] + [baseline.name for baseline in baselines]
+    runs = [(codec, index, decode) for codec in codec_names for index in range(len(specs)) for decode in decodes]
+
+    def run_name(codec: str, index: int, decode: str) -> str:
+        label = specs[index]["label"]
+        if codec == "diffc":
+            stem = label or f"cod_diffc-{specs[index]['backbone']}"
+        else:
+            stem = f"{codec}-{label or specs[index]['backbone']}"
+        return stem + ("" if decode == "flow" else f"-{decode}")
+
+    names = [run_name(*run) for run in runs] + [baseline.name for baseline in baselines]
     if not names:
         unavailable = f" ({'; '.join(notes)})" if notes else ""
         raise ValueError(f"nothing to evaluate: give a --backbone or a --baseline this machine can run{unavailable}")
@@ -128,21 +151,27 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
         )
         for spec in specs
     ]
+    guidance = {"guidance_scale": args.guidance_scale, "denoise_guidance_scale": args.denoise_guidance_scale}
+    other_settings = {key: value for key, value in {"num_steps": args.steps, **guidance}.items() if value is not None}
     methods = []
-    for name, (spec_index, decode) in zip(names, diffc_runs):
-        methods.append(
-            DiffCMethod(
+    for name, (codec_name, spec_index, decode) in zip(names, runs):
+        if codec_name == "diffc":
+            method = DiffCMethod(
                 name,
                 adapters[spec_index],
                 schedule=DiffCSchedule(num_steps=args.steps) if args.steps is not None else None,
                 simulator=build_simulator(args.coder, args.chunk_bits),
                 seed=args.seed,
-                guidance_scale=args.guidance_scale,
-                denoise_guidance_scale=args.denoise_guidance_scale,
                 num_denoise_steps=args.denoise_steps,
                 decode=decode,
+                **guidance,
             )
-        )
+        else:
+            codec = load_codec(codec_name, **other_settings)
+            method = ZeroShotCodecMethod(
+                name, codec, adapters[spec_index], seed=args.seed, num_denoise_steps=args.denoise_steps, decode=decode
+            )
+        methods.append(method)
     methods += [CodecMethod(baseline) for baseline in baselines]
     return methods, notes
 

@@ -1,4 +1,4 @@
-"""DiffC, the zero-shot diffusion codec, on any backbone behind a [`BackboneAdapter`].
+"""DiffC, the zero-shot diffusion codec, on any backbone behind a [`~backbones.BackboneAdapter`].
 
 Names are imported on first use, so `import cod_diffc.diffc` stays light: CompressAI (which the rANS index coder
 needs, and which imports torchvision) is loaded only when a stream is coded.
@@ -6,7 +6,8 @@ needs, and which imports torchvision) is loaded only when a stream is coded.
 Example:
 
     >>> import torch
-    >>> from cod_diffc.diffc import DiffCSchedule, compress, decompress, load_backbone
+    >>> from cod_diffc.backbones import load_backbone
+    >>> from cod_diffc.diffc import DiffCSchedule, compress, decompress
     >>> adapter = load_backbone("gaussian", std=0.3)
     >>> image = torch.rand(1, 3, 16, 16)
     >>> stream = compress(image, adapter, target_bpp=1.0, schedule=DiffCSchedule(num_steps=32), progress=False)
@@ -18,32 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 
 _EXPORTS = {
-    "adapter": ["BackboneAdapter", "FlowMatchingAdapterMixin", "fingerprint_state_dict", "FINGERPRINT_SIZE"],
     "bitstream": ["DiffCStream", "StreamMode", "read_stream", "write_stream"],
     "channel": ["ChannelSimulator", "StepCode"],
     "codec": [
-        "DECODE_METHODS",
         "DecodeResult",
+        "DiffCCodec",
         "EncodeResult",
         "RatePoint",
         "compress",
         "decode",
         "decoded_image",
         "decompress",
-        "denoise",
         "encode",
     ],
-    "errors": ["StreamError"],
-    "gaussian_backbone": ["GaussianBackbone"],
-    "randomness": ["derive_key"],
-    "registry": [
-        "ENTRY_POINT_GROUP",
-        "available_backbones",
-        "get_backbone_factory",
-        "load_backbone",
-        "register_backbone",
-    ],
-    "schedule": ["DiffCSchedule"],
+    "cod_diffc.codecs.codec": ["DECODE_METHODS"],
+    "cod_diffc.codecs.schedule": ["DiffCSchedule"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -53,7 +43,8 @@ __all__ = sorted(_MODULE_OF)
 def __getattr__(name: str) -> Any:
     if name not in _MODULE_OF:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    module = _MODULE_OF[name]
+    return getattr(importlib.import_module(module if "." in module else f".{module}", __name__), name)
 
 
 def __dir__() -> list[str]:
@@ -61,29 +52,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .adapter import FINGERPRINT_SIZE, BackboneAdapter, FlowMatchingAdapterMixin, fingerprint_state_dict
+    from cod_diffc.codecs.codec import DECODE_METHODS
+    from cod_diffc.codecs.schedule import DiffCSchedule
+
     from .bitstream import DiffCStream, StreamMode, read_stream, write_stream
     from .channel import ChannelSimulator, StepCode
     from .codec import (
-        DECODE_METHODS,
         DecodeResult,
+        DiffCCodec,
         EncodeResult,
         RatePoint,
         compress,
         decode,
         decoded_image,
         decompress,
-        denoise,
         encode,
     )
-    from .errors import StreamError
-    from .gaussian_backbone import GaussianBackbone
-    from .randomness import derive_key
-    from .registry import (
-        ENTRY_POINT_GROUP,
-        available_backbones,
-        get_backbone_factory,
-        load_backbone,
-        register_backbone,
-    )
-    from .schedule import DiffCSchedule

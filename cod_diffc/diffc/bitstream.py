@@ -1,15 +1,10 @@
-r"""The DiffC file format (version 1).
+r"""DiffC streams: the fields of [`DiffCStream`] in the shared container, and the format-1 files before it.
 
-A file is one byte string, little-endian, variable-length integers as LEB128 varints (7 bits per byte):
+Format 2 (written). The shared container ([`~codecs.container`]: codec `"diffc"`, backbone, fingerprint, image
+size, seed, side information) carries this payload:
 
     field                     bytes      notes
-    magic                     3          b"DfC"
-    format version            1          1
     mode                      1          0 = DiffC stream, 1 = condition only (no reverse-channel steps)
-    backbone name             1 + len    length, then ASCII (the registry name)
-    model fingerprint         8          BackboneAdapter.fingerprint()
-    image height, width       varint x2  height first
-    seed                      varint     keys all shared randomness
     denoise guidance scale    2          float16
     -- DiffC streams only --
     channel simulator         1 + len    length, then the simulator's configuration (method and operating point)
@@ -17,40 +12,51 @@ A file is one byte string, little-endian, variable-length integers as LEB128 var
     schedule t_end            2          float16
     stop step                 varint     number of steps sent, 0..num_steps
     encoding guidance scale   2          float16
-    -- sections --
-    side information          varint + len    the backbone's condition bytes (may be empty)
-    step codes                varint + len    one rANS stream with every step's code (DiffC streams only)
-    checksum                  4          CRC32 of every byte before it
+    step codes                varint + len    one rANS stream with every step's code
 
-Cost: a condition-only stream takes 26 bytes plus the backbone name, for image sides of 128 to 16383 pixels, a seed
-below 128 and less than 128 bytes of side information (each varint takes one more byte per 7 more bits). A DiffC
-stream adds 16 to 19 bytes with the default pooled coder (7 of them its channel configuration; 14 to 17 with the
-plain coder's 5). For example the `cod` backbone at 512 x 512 (128 bytes of side information, whose length takes 2
-bytes), default schedule and coder, cut at step 100: 47 bytes (0.0014 bpp) besides the side information and the
-step codes; cut at step 0 (condition only), 158 bytes in all (0.0048 bpp).
+Cost: a condition-only stream takes 28 bytes plus the codec and backbone names (33 + the backbone name), for image
+sides of 128 to 16383 pixels, a seed below 128 and less than 128 bytes of side information (each varint takes one
+more byte per 7 more bits). A DiffC stream adds 8 bytes plus its channel configuration (7 for the default pooled
+coder, 5 for the plain one), and 1 to 4 more for schedules of 128 steps or more and step codes of 128 bytes or
+more.
+
+Format 1 (read only: DiffC's own layout before the container, frozen by `tests/golden/v1/`):
+
+    magic, version (1), mode, backbone name, fingerprint, height, width, seed, denoise guidance scale,
+    [channel, num_steps, t_end, stop step, encoding guidance scale], side information, [step codes], CRC32
+
+with the same encodings as above. Both versions parse to the same [`DiffCStream`] and decode identically.
 
 The reader checks magic, version and checksum first, then bounds every field before using it, and never allocates
-memory sized by a field; any problem raises [`~diffc.errors.StreamError`] naming it.
+memory sized by a field; any problem raises [`~errors.StreamError`] naming it.
 """
 
 import math
-import struct
-import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .adapter import FINGERPRINT_SIZE
-from .errors import StreamError
-from .schedule import MAX_NUM_STEPS, DiffCSchedule, to_float16
+from cod_diffc.backbones.adapter import FINGERPRINT_SIZE
+from cod_diffc.codecs.container import (
+    MAX_IMAGE_SIDE,
+    MAX_SEED,
+    ByteReader,
+    Container,
+    check_ascii,
+    checked_body,
+    float16,
+    read_container,
+    sized,
+    stream_format_version,
+    varint,
+    write_container,
+)
+from cod_diffc.codecs.schedule import MAX_NUM_STEPS, DiffCSchedule, to_float16
+from cod_diffc.errors import StreamError
 
 
-MAGIC = b"DfC"
-FORMAT_VERSION = 1
-MAX_IMAGE_SIDE = 65535
-MAX_NAME_LENGTH = 64
+CODEC_NAME = "diffc"
+"""The codec name DiffC streams record in the container."""
 MAX_CHANNEL_CONFIG_SIZE = 32
-_MAX_SEED = 2**64 - 1
-_CHECKSUM_SIZE = 4
 
 
 class StreamMode(IntEnum):
@@ -99,13 +105,13 @@ class DiffCStream:
     step_codes: bytes = b""
 
     def __post_init__(self):
-        _check_ascii("backbone name", self.backbone)
+        check_ascii("backbone name", self.backbone)
         if len(self.fingerprint) != FINGERPRINT_SIZE:
             raise ValueError(f"fingerprint must be {FINGERPRINT_SIZE} bytes, got {len(self.fingerprint)}")
         for side, value in (("height", self.height), ("width", self.width)):
             if not 1 <= value <= MAX_IMAGE_SIDE:
                 raise ValueError(f"image {side} must lie in [1, {MAX_IMAGE_SIDE}], got {value}")
-        if not 0 <= self.seed <= _MAX_SEED:
+        if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must lie in [0, 2**64), got {self.seed}")
         for which in ("denoise_guidance_scale", "encoding_guidance_scale"):
             scale = getattr(self, which)
@@ -127,97 +133,106 @@ class DiffCStream:
         return StreamMode.CONDITION_ONLY if self.schedule is None else StreamMode.DIFFC
 
 
-def _check_ascii(field: str, value: str | None) -> None:
-    if not (isinstance(value, str) and 1 <= len(value) <= MAX_NAME_LENGTH and value.isascii() and value.isprintable()):
-        raise ValueError(f"{field} must be 1-{MAX_NAME_LENGTH} printable ASCII characters, got {value!r}")
-
-
-def _varint(value: int) -> bytes:
-    encoded = bytearray()
-    while value >= 0x80:
-        encoded.append(value & 0x7F | 0x80)
-        value >>= 7
-    encoded.append(value)
-    return bytes(encoded)
-
-
-def _short_string(value: str) -> bytes:
-    return bytes([len(value)]) + value.encode("ascii")
+def _payload(stream: DiffCStream) -> bytes:
+    """The DiffC fields of a format-2 stream (see the module docstring)."""
+    parts = [bytes([stream.mode]), float16(stream.denoise_guidance_scale)]
+    if stream.schedule is not None:
+        parts += [
+            sized(stream.channel),
+            varint(stream.schedule.num_steps),
+            float16(stream.schedule.t_end),
+            varint(stream.stop_step),
+            float16(stream.encoding_guidance_scale),
+            sized(stream.step_codes),
+        ]
+    return b"".join(parts)
 
 
 def write_stream(stream: DiffCStream) -> bytes:
-    """Serialises `stream` into the bytes of a file (see the module docstring for the layout)."""
-    parts = [
-        MAGIC,
-        bytes([FORMAT_VERSION, stream.mode]),
-        _short_string(stream.backbone),
-        stream.fingerprint,
-        _varint(stream.height),
-        _varint(stream.width),
-        _varint(stream.seed),
-        struct.pack("<e", stream.denoise_guidance_scale),
-    ]
-    if stream.schedule is not None:
-        parts += [
-            _varint(len(stream.channel)),
-            stream.channel,
-            _varint(stream.schedule.num_steps),
-            struct.pack("<e", stream.schedule.t_end),
-            _varint(stream.stop_step),
-            struct.pack("<e", stream.encoding_guidance_scale),
-        ]
-    parts += [_varint(len(stream.side_info)), stream.side_info]
-    if stream.schedule is not None:
-        parts += [_varint(len(stream.step_codes)), stream.step_codes]
-    body = b"".join(parts)
-    return body + struct.pack("<I", zlib.crc32(body))
+    """Serialises `stream` into the bytes of a (format-2) file."""
+    return write_container(
+        Container(
+            codec=CODEC_NAME,
+            backbone=stream.backbone,
+            fingerprint=stream.fingerprint,
+            height=stream.height,
+            width=stream.width,
+            seed=stream.seed,
+            side_info=stream.side_info,
+            payload=_payload(stream),
+        )
+    )
 
 
-class _Reader:
-    """A cursor over the checksummed body that raises `StreamError` naming the field it could not read."""
+def _read_mode(reader: ByteReader) -> StreamMode:
+    mode_byte = reader.take(1, "mode")[0]
+    if mode_byte not in tuple(StreamMode):
+        raise StreamError(f"corrupt stream: unknown mode {mode_byte}")
+    return StreamMode(mode_byte)
 
-    def __init__(self, body: bytes):
-        self.body = body
-        self.position = 0
 
-    def take(self, size: int, field: str) -> bytes:
-        if size > len(self.body) - self.position:
-            raise StreamError(
-                f"truncated stream: {field} needs {size} bytes at offset {self.position}, "
-                f"{len(self.body) - self.position} left"
-            )
-        self.position += size
-        return self.body[self.position - size : self.position]
+def _read_steps_header(reader: ByteReader) -> dict:
+    """The channel, schedule, stop step and encoding guidance of a DiffC-mode stream."""
+    fields = {
+        "channel": reader.take(
+            reader.varint("channel configuration length", MAX_CHANNEL_CONFIG_SIZE, min_value=1),
+            "channel configuration",
+        ),
+        "schedule": DiffCSchedule(
+            num_steps=reader.varint("schedule num_steps", MAX_NUM_STEPS, min_value=1),
+            t_end=reader.float16("schedule t_end"),
+        ),
+    }
+    fields["stop_step"] = reader.varint("stop step", fields["schedule"].num_steps)
+    fields["encoding_guidance_scale"] = reader.float16("encoding guidance scale")
+    return fields
 
-    def varint(self, field: str, max_value: int, min_value: int = 0) -> int:
-        value = 0
-        for shift in range(0, 70, 7):
-            byte = self.take(1, field)[0]
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-        else:
-            raise StreamError(f"corrupt stream: {field} is a varint longer than 10 bytes")
-        if not min_value <= value <= max_value:
-            raise StreamError(f"corrupt stream: {field} is {value}, outside [{min_value}, {max_value}]")
-        return value
 
-    def float16(self, field: str) -> float:
-        return struct.unpack("<e", self.take(2, field))[0]
+def _read_format_2(data: bytes) -> DiffCStream:
+    container = read_container(data)
+    if container.codec != CODEC_NAME:
+        raise StreamError(f"not a DiffC stream: made by codec {container.codec!r}")
+    reader = ByteReader(container.payload)
+    mode = _read_mode(reader)
+    fields = {"denoise_guidance_scale": reader.float16("denoise guidance scale")}
+    if mode == StreamMode.DIFFC:
+        fields |= _read_steps_header(reader)
+        fields["step_codes"] = reader.sized("step codes")
+    reader.finish()
+    return DiffCStream(
+        backbone=container.backbone,
+        fingerprint=container.fingerprint,
+        height=container.height,
+        width=container.width,
+        seed=container.seed,
+        side_info=container.side_info,
+        **fields,
+    )
 
-    def short_string(self, field: str) -> str:
-        raw = self.take(self.take(1, f"{field} length")[0], field)
-        value = raw.decode("ascii", errors="replace")
-        try:
-            _check_ascii(field, value)
-        except ValueError as error:
-            raise StreamError(f"corrupt stream: {error}") from None
-        return value
+
+def _read_format_1(data: bytes) -> DiffCStream:
+    reader = ByteReader(checked_body(data), position=4)  # after the magic and the version
+    mode = _read_mode(reader)
+    fields = {
+        "backbone": reader.short_string("backbone name"),
+        "fingerprint": reader.take(FINGERPRINT_SIZE, "model fingerprint"),
+        "height": reader.varint("image height", MAX_IMAGE_SIDE, min_value=1),
+        "width": reader.varint("image width", MAX_IMAGE_SIDE, min_value=1),
+        "seed": reader.varint("seed", MAX_SEED),
+        "denoise_guidance_scale": reader.float16("denoise guidance scale"),
+    }
+    if mode == StreamMode.DIFFC:
+        fields |= _read_steps_header(reader)
+    fields["side_info"] = reader.sized("side information")
+    if mode == StreamMode.DIFFC:
+        fields["step_codes"] = reader.sized("step codes")
+    reader.finish()
+    return DiffCStream(**fields)
 
 
 def read_stream(data: bytes) -> DiffCStream:
     r"""
-    Parses and validates the bytes of a DiffC file.
+    Parses and validates the bytes of a DiffC file, of format 2 or 1.
 
     Args:
         data (`bytes`): The whole file.
@@ -226,56 +241,13 @@ def read_stream(data: bytes) -> DiffCStream:
         [`DiffCStream`]: Its contents.
 
     Raises:
-        [`~diffc.errors.StreamError`]: If the bytes are not a DiffC file, another format version, truncated,
-            corrupted (checksum), or carry an invalid field.
+        [`~errors.StreamError`]: If the bytes are not a DiffC file (another codec's, or not a stream), an unknown
+            format version, truncated, corrupted (checksum), or carry an invalid field.
     """
     data = bytes(data)
-    if data[: len(MAGIC)] != MAGIC:
-        raise StreamError(f"not a DiffC stream: expected magic {MAGIC!r}, found {data[: len(MAGIC)]!r}")
-    if len(data) <= len(MAGIC):
-        raise StreamError("truncated stream: it ends before the format version")
-    if data[len(MAGIC)] != FORMAT_VERSION:
-        raise StreamError(
-            f"unsupported DiffC format version {data[len(MAGIC)]} (this reader handles version {FORMAT_VERSION})"
-        )
-    if len(data) < len(MAGIC) + 1 + _CHECKSUM_SIZE:
-        raise StreamError(f"truncated stream: {len(data)} bytes cannot hold a header and checksum")
-    body, (checksum,) = data[:-_CHECKSUM_SIZE], struct.unpack("<I", data[-_CHECKSUM_SIZE:])
-    if zlib.crc32(body) != checksum:
-        raise StreamError("corrupt or truncated stream: checksum mismatch")
-
-    reader = _Reader(body)
-    reader.take(len(MAGIC) + 1, "magic and version")
-    mode_byte = reader.take(1, "mode")[0]
-    if mode_byte not in tuple(StreamMode):
-        raise StreamError(f"corrupt stream: unknown mode {mode_byte}")
-    mode = StreamMode(mode_byte)
-    fields = {
-        "backbone": reader.short_string("backbone name"),
-        "fingerprint": reader.take(FINGERPRINT_SIZE, "model fingerprint"),
-        "height": reader.varint("image height", MAX_IMAGE_SIDE, min_value=1),
-        "width": reader.varint("image width", MAX_IMAGE_SIDE, min_value=1),
-        "seed": reader.varint("seed", _MAX_SEED),
-        "denoise_guidance_scale": reader.float16("denoise guidance scale"),
-    }
+    version = stream_format_version(data)
     try:
-        if mode == StreamMode.DIFFC:
-            fields["channel"] = reader.take(
-                reader.varint("channel configuration length", MAX_CHANNEL_CONFIG_SIZE, min_value=1),
-                "channel configuration",
-            )
-            fields["schedule"] = DiffCSchedule(
-                num_steps=reader.varint("schedule num_steps", MAX_NUM_STEPS, min_value=1),
-                t_end=reader.float16("schedule t_end"),
-            )
-            fields["stop_step"] = reader.varint("stop step", fields["schedule"].num_steps)
-            fields["encoding_guidance_scale"] = reader.float16("encoding guidance scale")
-        fields["side_info"] = reader.take(reader.varint("side information length", len(body)), "side information")
-        if mode == StreamMode.DIFFC:
-            fields["step_codes"] = reader.take(reader.varint("step codes length", len(body)), "step codes")
-        if reader.position != len(body):
-            raise StreamError(f"corrupt stream: {len(body) - reader.position} unexpected bytes before the checksum")
-        return DiffCStream(**fields)
+        return _read_format_1(data) if version == 1 else _read_format_2(data)
     except StreamError:
         raise
     except ValueError as error:

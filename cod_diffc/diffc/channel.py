@@ -16,7 +16,7 @@ plus the sample z it stands for; the decoder regenerates z from the code and the
        v
     StepCode(kl_code, indices)  --decoder-->  z[chunk c] = candidate indices[c] of chunk c
 
-Every random number is a pure function of the step key (see [`~diffc.randomness.CounterGenerator`]), so encoding
+Every random number is a pure function of the step key (see [`~codecs.randomness.CounterGenerator`]), so encoding
 is reproducible (same inputs, same code) and the decoder regenerates only the chosen candidates, on any device.
 
 [`ChunkedChannelSimulator`] holds what every chunked coder shares (the `kl_code` grid, the layouts, the coordinate
@@ -33,9 +33,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import StreamError
+from cod_diffc.codecs.randomness import CounterGenerator, derive_key
+from cod_diffc.errors import StreamError
+
 from .index_coding import ideal_code_length_bits, zipf_exponent
-from .randomness import CounterGenerator, derive_key
 
 
 logger = logging.getLogger(__name__)

@@ -41,51 +41,17 @@ only on the code).
 
 import torch
 
+from cod_diffc.codecs.randomness import CounterGenerator, derive_key, gaussian_pool
+
 from .channel import ChunkedChannelSimulator, ChunkLayout, StepCode
-from .randomness import CounterGenerator, derive_key
 
 
 # Candidates per block of arrival times (and the granularity of the early stop).
 _ARRIVAL_BLOCK = 2048
 # Largest score matrix (segments x candidates) computed at once while encoding.
 _MAX_SCORE_ELEMENTS = 2**23
-# Rows of the pool generated per call while building it (bounds the generator's temporary memory).
-_POOL_ROWS_PER_CALL = 4096
-# Pool columns are generated in multiples of this, so steps of slightly different chunk sizes share one pool.
-_POOL_COLUMN_QUANTUM = 64
-_POOL_KEY = derive_key(b"cod_diffc.diffc.channel_pooled", "gaussian-pool")
-
-# (rows, device) -> (rows, width) float32 pool, the widest built so far.
-_POOL_CACHE: dict[tuple[int, str], torch.Tensor] = {}
-
-
-def gaussian_pool(num_rows: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    r"""The first `width` columns of the shared pool's first `num_rows` rows, cached per process and device.
-
-    Row `r` is `CounterGenerator(_POOL_KEY).normal` at stream 0, row `r`; column `j` does not depend on `width`, so
-    a decoder regenerates single rows without the pool.
-
-    Args:
-        num_rows (`int`): rows of the pool (`2**max_chunk_bits`).
-        width (`int`): columns needed.
-        device (`torch.device` or `str`, *optional*, defaults to `"cpu"`): where the pool lives.
-
-    Returns:
-        `torch.Tensor`: `(num_rows, width)` float32 view of the cached pool.
-    """
-    cache_key = (num_rows, str(torch.device(device)))
-    pool = _POOL_CACHE.get(cache_key)
-    if pool is None or pool.shape[1] < width:
-        width_built = -(-width // _POOL_COLUMN_QUANTUM) * _POOL_COLUMN_QUANTUM
-        _POOL_CACHE.pop(cache_key, None)
-        pool = None  # a narrower pool is freed before the wider one is built
-        generator = CounterGenerator(_POOL_KEY, device)
-        pool = torch.empty(num_rows, width_built, dtype=torch.float32, device=device)
-        for start in range(0, num_rows, _POOL_ROWS_PER_CALL):
-            rows = torch.arange(start, min(start + _POOL_ROWS_PER_CALL, num_rows), device=device)
-            pool[start : start + rows.numel()] = generator.normal(torch.zeros_like(rows), rows, width_built)
-        _POOL_CACHE[cache_key] = pool
-    return pool[:, :width]
+POOL_KEY = derive_key(b"cod_diffc.diffc.channel_pooled", "gaussian-pool")
+"""Key of the pooled coder's Gaussian pool (frozen: changing it changes every stream)."""
 
 
 class _Segments:
@@ -187,7 +153,7 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
     ) -> torch.Tensor:
         device, dim = mu.device, mu.numel()
         segments = _Segments(layout, dim, self.pool_width, self.pool_rows, key, device)
-        pool = gaussian_pool(self.pool_rows, segments.width, device)  # (M, w)
+        pool = gaussian_pool(POOL_KEY, self.pool_rows, segments.width, device)  # (M, w)
         # Signed mu in permutation order, with a trailing 0 that pads the segments shorter than w.
         signed_mu = torch.cat([self._signs(key, dim, device) * mu[permutation].float(), mu.new_zeros(1).float()])
         arrivals = CounterGenerator(derive_key(key, "arrival-times"), device)
@@ -230,7 +196,7 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
         indices = torch.tensor(code.indices, dtype=torch.int64, device=device)
         num_candidates = 2 ** (layout.base_candidate_bits + (segments.chunk < layout.num_wide_chunks).long())  # (S,)
         rows = segments.rows(indices[segments.chunk], num_candidates)  # (S,)
-        pool_rows = CounterGenerator(_POOL_KEY, device).normal(torch.zeros_like(rows), rows, segments.width)  # (S, w)
+        pool_rows = CounterGenerator(POOL_KEY, device).normal(torch.zeros_like(rows), rows, segments.width)  # (S, w)
         positions = segments.positions(torch.arange(segments.num_segments, device=device), dim)  # (S, w)
         valid = positions < dim
         in_permutation_order = torch.empty(dim, dtype=torch.float32, device=device)

@@ -27,32 +27,23 @@ from dataclasses import dataclass, replace
 import torch
 from tqdm.auto import tqdm
 
-from .adapter import BackboneAdapter
+from cod_diffc.backbones.adapter import BackboneAdapter, Condition
+from cod_diffc.backbones.padding import pad_image, padded_size
+from cod_diffc.backbones.resources import check_image_fits
+from cod_diffc.backbones.sampling import ReverseStep, model_reverse_step
+from cod_diffc.codecs.codec import Codec, check_decode_method, check_guidance, check_image, latent_to_image
+from cod_diffc.codecs.randomness import derive_key, seeded_normal
+from cod_diffc.codecs.schedule import DiffCSchedule
+from cod_diffc.errors import StreamError
+
 from .bitstream import DiffCStream, read_stream, write_stream
 from .channel import ChannelSimulator, ChunkedPFRSimulator, StepCode
 from .channel_pooled import PooledPFRSimulator
-from .errors import StreamError
-from .padding import crop_image, pad_image, padded_size
-from .randomness import CounterGenerator, derive_key
-from .resources import check_image_fits
-from .schedule import DiffCSchedule, ReverseStep, to_float16
-
-
-DECODE_METHODS = ("flow", "mean")
-"""How [`decompress`] turns the decoded noisy latent into an image: the probability-flow ODE, or the one-step
-posterior mean."""
-
-
-def check_decode_method(method: str) -> None:
-    """`ValueError` naming the choices unless `method` is one of [`DECODE_METHODS`]."""
-    if method not in DECODE_METHODS:
-        raise ValueError(f"unknown decode method {method!r}; choose from {', '.join(DECODE_METHODS)}")
 
 
 DEFAULT_MAX_LATENT_ELEMENTS = 2**26
 """Largest latent (`C * h * w`) a decoder allocates for a stream unless told otherwise."""
 
-_MAX_FLOAT16 = 65504.0
 _CHUNKED_PFR_ID = 0
 _POOLED_PFR_ID = 1
 _MAX_KL_CODES_PER_OCTAVE = 64
@@ -93,6 +84,8 @@ class EncodeResult:
         file_bytes (`list[int]`): Size of the whole file at stop step `n`, for `n = 0..len(step_codes)`.
         header ([`DiffCStream`]): The stream fields shared by every cut (its `stop_step` is 0).
         simulator ([`ChannelSimulator`]): The channel simulator that coded the steps.
+        condition ([`~backbones.adapter.Condition`]): The backbone's condition of the image, equal to what a decoder
+            loads from the side information.
     """
 
     points: list[RatePoint]
@@ -101,6 +94,7 @@ class EncodeResult:
     file_bytes: list[int]
     header: DiffCStream
     simulator: ChannelSimulator
+    condition: Condition
 
     def stream(self, stop_step: int) -> bytes:
         """The file cut at `stop_step`, any step from 0 to `len(step_codes)`."""
@@ -122,11 +116,13 @@ class DecodeResult:
         latent (`torch.Tensor`): `(1, C, h, w)` float32 noisy latent at time `t`, on the adapter's device.
         t (`float`): Its time (1.0 for a condition-only stream).
         stream ([`DiffCStream`]): The parsed file, including the image size and `denoise_guidance_scale`.
+        condition ([`~backbones.adapter.Condition`]): The backbone's condition, loaded from the side information.
     """
 
     latent: torch.Tensor
     t: float
     stream: DiffCStream
+    condition: Condition
 
 
 def default_simulator() -> ChannelSimulator:
@@ -168,7 +164,7 @@ def channel_from_config(config: bytes) -> ChannelSimulator:
     """The channel simulator described by a stream's channel configuration ([`channel_config`]'s inverse).
 
     Raises:
-        [`~diffc.errors.StreamError`]: For a configuration this version cannot rebuild.
+        [`~errors.StreamError`]: For a configuration this version cannot rebuild.
     """
     if len(config) == 5 and config[0] == _CHUNKED_PFR_ID:
         simulator_class, extra_settings = ChunkedPFRSimulator, {}
@@ -188,29 +184,22 @@ def channel_from_config(config: bytes) -> ChannelSimulator:
         raise StreamError(f"invalid channel simulator configuration {config.hex()}: {error}") from None
 
 
-def _time_tensor(t: float, adapter: BackboneAdapter) -> torch.Tensor:
-    return torch.tensor(t, dtype=torch.float32, device=adapter.device)
-
-
 def _model_step(
-    adapter: BackboneAdapter, latent: torch.Tensor, schedule: DiffCSchedule, n: int, guidance_scale: float
+    adapter: BackboneAdapter,
+    latent: torch.Tensor,
+    schedule: DiffCSchedule,
+    n: int,
+    condition: Condition,
+    guidance_scale: float,
 ) -> tuple[ReverseStep, torch.Tensor, torch.Tensor]:
-    """Step `n` as encoder and decoder both compute it: the reverse step `t_n -> t_{n+1}`, the model's `x0_hat` at
-    `z_{t_n}` and the mean of `p(z_{t_{n+1}} | z_{t_n})`. The step's coefficients are evaluated in float64 on the
-    CPU, so both sides get the same numbers on any device."""
-    t, s = schedule.time(n), schedule.time(n + 1)
-    alpha, sigma = (c.tolist() for c in adapter.alpha_sigma(torch.tensor([t, s], dtype=torch.float64)))
-    step = ReverseStep.between(alpha[0], sigma[0], alpha[1], sigma[1])
-    x0_hat, _ = adapter.predict_x0_and_epsilon(latent, _time_tensor(t, adapter), guidance_scale)
-    x0_hat = x0_hat.to(torch.float32)
-    return step, x0_hat, step.z_coefficient * latent + step.x0_coefficient * x0_hat
+    """Step `n` as encoder and decoder both compute it: the model's reverse step `t_n -> t_{n+1}`
+    ([`~backbones.sampling.model_reverse_step`])."""
+    return model_reverse_step(adapter, latent, schedule.time(n), schedule.time(n + 1), condition, guidance_scale)
 
 
 def _initial_noise(seed: int, latent_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """`z_{t_0}`: standard normal noise keyed by the seed, drawn on the CPU so every device gets the same bits."""
-    generator = CounterGenerator(derive_key(seed, "diffc-initial-noise"))
-    noise = generator.normal(torch.zeros(1), torch.zeros(1), math.prod(latent_shape))  # (1, C * h * w)
-    return noise.view(1, *latent_shape).to(device)
+    """`z_{t_0}`: standard normal noise keyed by the seed, the same bits on every device."""
+    return seeded_normal(derive_key(seed, "diffc-initial-noise"), (1, *latent_shape), device)
 
 
 def _cut(header: DiffCStream, step_codes: Sequence[StepCode], stop_step: int, simulator: ChannelSimulator) -> bytes:
@@ -223,19 +212,6 @@ def _cut(header: DiffCStream, step_codes: Sequence[StepCode], stop_step: int, si
     return write_stream(
         replace(header, stop_step=stop_step, step_codes=encode_step_codes(step_codes[:stop_step], simulator))
     )
-
-
-def _check_image(image: torch.Tensor) -> tuple[int, int]:
-    if image.ndim != 4 or image.shape[:2] != (1, 3):
-        raise ValueError(f"expected one RGB image of shape (1, 3, H, W), got {tuple(image.shape)}")
-    return image.shape[2], image.shape[3]
-
-
-def _check_guidance(name: str, scale: float) -> float:
-    """The guidance scale rounded to float16, the precision the stream stores it in."""
-    if not (math.isfinite(scale) and 0 <= scale <= _MAX_FLOAT16):
-        raise ValueError(f"{name} must lie in [0, {_MAX_FLOAT16}] (a float16), got {scale}")
-    return to_float16(scale)
 
 
 @torch.no_grad()
@@ -258,7 +234,7 @@ def encode(
 
     Args:
         image (`torch.Tensor`): `(1, 3, H, W)` image in [0, 1], of any size: sides that are not multiples of the
-            backbone's `size_multiple` are mirror-padded for coding ([`~diffc.padding`]); the stream records the
+            backbone's `size_multiple` are mirror-padded for coding ([`~backbones.padding`]); the stream records the
             true size, and bpp counts its pixels.
         adapter ([`BackboneAdapter`]): The backbone.
         stop_step (`int` or `Sequence[int]`, *optional*):
@@ -288,20 +264,20 @@ def encode(
     Raises:
         `ValueError`: For a stop step outside the schedule, or a target bpp below the smallest file (header and side
             information alone) unless `clamp_targets`; the message gives the achievable range.
-        [`~diffc.resources.ImageTooLargeError`]: For an image the device has not the memory for (before any work).
+        [`~backbones.resources.ImageTooLargeError`]: For an image the device has not the memory for (before any work).
     """
     if stop_step is not None and target_bpp is not None:
         raise ValueError("give stop_step or target_bpp, not both")
     schedule = DiffCSchedule() if schedule is None else schedule
     simulator = default_simulator() if simulator is None else simulator
-    height, width = _check_image(image)
+    height, width = check_image(image)
     check_image_fits(adapter, height, width)
     image = pad_image(image, adapter.size_multiple)  # (1, 3, H', W')
     latent_shape = adapter.latent_shape(*image.shape[-2:])
-    guidance_scale = _check_guidance(
+    guidance_scale = check_guidance(
         "guidance_scale", adapter.default_guidance_scale if guidance_scale is None else guidance_scale
     )
-    denoise_guidance_scale = _check_guidance(
+    denoise_guidance_scale = check_guidance(
         "denoise_guidance_scale", guidance_scale if denoise_guidance_scale is None else denoise_guidance_scale
     )
     stop_steps = [schedule.num_steps] if stop_step is None and target_bpp is None else []
@@ -314,6 +290,7 @@ def encode(
         [] if target_bpp is None else [target_bpp] if isinstance(target_bpp, float | int) else list(target_bpp)
     )
 
+    condition = adapter.prepare_condition(image)
     header = DiffCStream(
         backbone=adapter.name,
         fingerprint=adapter.fingerprint(),
@@ -321,7 +298,7 @@ def encode(
         width=width,
         seed=seed,
         denoise_guidance_scale=denoise_guidance_scale,
-        side_info=adapter.prepare_condition(image),
+        side_info=condition.side_info,
         channel=channel_config(simulator),
         schedule=schedule,
         encoding_guidance_scale=guidance_scale,
@@ -350,7 +327,7 @@ def encode(
     step_kl_bits: list[float] = []
     last_step = max(stop_steps) if stop_steps else schedule.num_steps
     for n in tqdm(range(last_step), desc="DiffC encode", disable=not progress):
-        step, x0_hat, p_mean = _model_step(adapter, latent, schedule, n, guidance_scale)
+        step, x0_hat, p_mean = _model_step(adapter, latent, schedule, n, condition, guidance_scale)
         mu = (step.x0_coefficient / step.std) * (target_latent - x0_hat).flatten()  # (q_mean - p_mean) / std
         code, sample = simulator.encode(mu, derive_key(seed, "diffc-step", n))
         previous_latent, latent = latent, p_mean + step.std * sample.view_as(latent)
@@ -389,6 +366,7 @@ def encode(
         file_bytes=file_bytes,
         header=header,
         simulator=simulator,
+        condition=condition,
     )
 
 
@@ -421,7 +399,7 @@ def decode(
         [`DecodeResult`]: The noisy latent, its time, and the parsed stream (for `denoise_guidance_scale`).
 
     Raises:
-        [`~diffc.errors.StreamError`]: If the stream is malformed or made by another backbone, model or channel.
+        [`~errors.StreamError`]: If the stream is malformed or made by another backbone, model or channel.
     """
     from .index_coding import decode_step_codes
 
@@ -450,7 +428,7 @@ def decode(
         )
     check_image_fits(adapter, parsed.height, parsed.width, decoding=True)
     try:
-        adapter.load_condition(parsed.side_info, *coded_size)
+        condition = adapter.load_condition(parsed.side_info, *coded_size)
     except StreamError:
         raise
     except ValueError as error:
@@ -458,59 +436,16 @@ def decode(
 
     latent = _initial_noise(parsed.seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
     if parsed.schedule is None:
-        return DecodeResult(latent=latent, t=1.0, stream=parsed)
+        return DecodeResult(latent=latent, t=1.0, stream=parsed, condition=condition)
     step_codes = decode_step_codes(parsed.step_codes, parsed.stop_step, simulator)
     schedule = parsed.schedule
     for n in tqdm(range(parsed.stop_step), desc="DiffC decode", disable=not progress):
-        step, _, p_mean = _model_step(adapter, latent, schedule, n, parsed.encoding_guidance_scale)
+        step, _, p_mean = _model_step(adapter, latent, schedule, n, condition, parsed.encoding_guidance_scale)
         sample = simulator.decode(
             step_codes[n], latent.numel(), derive_key(parsed.seed, "diffc-step", n), latent.device
         )
         latent = p_mean + step.std * sample.view_as(latent)
-    return DecodeResult(latent=latent, t=schedule.time(parsed.stop_step), stream=parsed)
-
-
-@torch.no_grad()
-def denoise(
-    latent: torch.Tensor,
-    t: float,
-    adapter: BackboneAdapter,
-    guidance_scale: float,
-    num_steps: int = 25,
-    *,
-    progress: bool = True,
-) -> torch.Tensor:
-    r"""
-    Denoises a noisy latent from time `t` to `t = 0` with the deterministic probability-flow ODE (DDIM, eta = 0).
-
-    Each step from `t_k` to `t_{k+1}` (uniform in `t`) maps `z -> alpha(t_{k+1}) x0_hat + sigma(t_{k+1}) eps_hat`;
-    the last step, to `t = 0`, returns `x0_hat`, so `num_steps = 1` is the one-step (posterior-mean) decode.
-
-    Args:
-        latent (`torch.Tensor`): `(1, C, h, w)` noisy latent at time `t`.
-        t (`float`): Its time in (0, 1].
-        adapter ([`BackboneAdapter`]): The backbone, with its condition loaded.
-        guidance_scale (`float`): Guidance scale (use the stream's `denoise_guidance_scale`).
-        num_steps (`int`, defaults to `25`): Number of ODE steps, >= 1.
-        progress (`bool`, defaults to `True`): Show a progress bar.
-
-    Returns:
-        `torch.Tensor`: `(1, C, h, w)` clean latent estimate.
-    """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    if not 0 < t <= 1:
-        raise ValueError(f"t must lie in (0, 1], got {t}")
-    times = [t * (1 - k / num_steps) for k in range(num_steps + 1)]
-    latent = latent.to(torch.float32)
-    for k in tqdm(range(num_steps), desc="denoise", disable=not progress):
-        x0_hat, eps_hat = adapter.predict_x0_and_epsilon(latent, _time_tensor(times[k], adapter), guidance_scale)
-        x0_hat = x0_hat.to(torch.float32)
-        if k + 1 < num_steps:
-            alpha, sigma = (float(c) for c in adapter.alpha_sigma(torch.tensor(times[k + 1], dtype=torch.float64)))
-            latent = alpha * x0_hat + sigma * eps_hat.to(torch.float32)
-    # The last step lands on t = 0 (data) exactly: x0_hat, whatever alpha(0) the backbone's schedule has.
-    return x0_hat
+    return DecodeResult(latent=latent, t=schedule.time(parsed.stop_step), stream=parsed, condition=condition)
 
 
 def compress(
@@ -543,7 +478,7 @@ def decompress(
     [`decoded_image`].
 
     Args:
-        method (`str`, defaults to `"flow"`): One of [`DECODE_METHODS`]. `"flow"`: the probability-flow ODE in
+        method (`str`, defaults to `"flow"`): One of [`~codecs.codec.DECODE_METHODS`]. `"flow"`: the probability-flow ODE in
             `num_denoise_steps` steps with the stream's denoising guidance (sharper, more realistic detail).
             `"mean"`: the one-step posterior mean `x0_hat` without guidance (highest PSNR, blurrier); it ignores
             `num_denoise_steps`. Both read the same stream: the choice costs no bytes.
@@ -553,7 +488,6 @@ def decompress(
     return decoded_image(decoded, adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress)
 
 
-@torch.no_grad()
 def decoded_image(
     decoded: DecodeResult,
     adapter: BackboneAdapter,
@@ -563,14 +497,66 @@ def decoded_image(
     progress: bool = True,
 ) -> torch.Tensor:
     r"""
-    The `(1, 3, H, W)` image in [0, 1] of a [`decode`]d stream: the denoising `method` (see [`decompress`]), the
-    backbone's `decode_latent`, and the crop of any padding to the size the stream records. One [`decode`] serves
-    every method.
+    The `(1, 3, H, W)` image in [0, 1] of a [`decode`]d stream: the denoising `method` (see [`decompress`]) with the
+    stream's denoising guidance, the backbone's `decode_latent`, and the crop of any padding to the size the stream
+    records ([`~codecs.codec.latent_to_image`]). One [`decode`] serves every method.
     """
-    check_decode_method(method)
-    if method == "mean":
-        guidance_scale, num_denoise_steps = 1.0, 1
-    else:
-        guidance_scale = decoded.stream.denoise_guidance_scale
-    clean_latent = denoise(decoded.latent, decoded.t, adapter, guidance_scale, num_denoise_steps, progress=progress)
-    return crop_image(adapter.decode_latent(clean_latent), decoded.stream.height, decoded.stream.width)
+    return latent_to_image(
+        decoded.latent,
+        decoded.t,
+        adapter,
+        decoded.condition,
+        guidance_scale=decoded.stream.denoise_guidance_scale,
+        height=decoded.stream.height,
+        width=decoded.stream.width,
+        method=method,
+        num_denoise_steps=num_denoise_steps,
+        progress=progress,
+    )
+
+
+class DiffCCodec(Codec):
+    r"""
+    DiffC as a [`~codecs.codec.Codec`]: the encoder's settings, and [`compress`] / [`decompress`] at one rate.
+
+    Args:
+        schedule ([`DiffCSchedule`], *optional*): The encoding schedule; defaults to `DiffCSchedule()`.
+        simulator ([`ChannelSimulator`], *optional*): The reverse channel coder; defaults to [`default_simulator`].
+        guidance_scale (`float`, *optional*): Guidance of the coded steps (default: the backbone's).
+        denoise_guidance_scale (`float`, *optional*): Guidance the decoder denoises with (default: `guidance_scale`).
+    """
+
+    name = "diffc"
+    summary = "DiffC: reverse-channel coding of noisy latents, then a probability-flow denoise (progressive)"
+
+    def __init__(
+        self,
+        schedule: DiffCSchedule | None = None,
+        simulator: ChannelSimulator | None = None,
+        guidance_scale: float | None = None,
+        denoise_guidance_scale: float | None = None,
+    ):
+        self.settings = {
+            "schedule": schedule,
+            "simulator": simulator,
+            "guidance_scale": guidance_scale,
+            "denoise_guidance_scale": denoise_guidance_scale,
+        }
+
+    def compress(self, image, adapter, *, target_bpp, seed=0, clamp_targets=False, progress=True) -> bytes:
+        result = encode(
+            image,
+            adapter,
+            target_bpp=target_bpp,
+            seed=seed,
+            clamp_targets=clamp_targets,
+            progress=progress,
+            **self.settings,
+        )
+        return result.points[0].stream
+
+    def decompress(self, stream, adapter, *, method="flow", num_denoise_steps=25, progress=True) -> torch.Tensor:
+        return decompress(stream, adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress)
+
+    def stream_backbone(self, stream: bytes) -> str:
+        return read_stream(stream).backbone

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import StreamError
+from cod_diffc.errors import StreamError
 
 
 if TYPE_CHECKING:

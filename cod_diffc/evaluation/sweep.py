@@ -1,8 +1,9 @@
 r"""Rate-distortion sweeps: every method at every requested rate on every image, one result record per (method, image).
 
 A *method* turns an image and a list of target rates into one reconstruction per rate: [`DiffCMethod`] runs one
-DiffC encode per image for all the rates (the stream is progressive), [`CodecMethod`] searches a classical codec's
-quality setting per rate. [`evaluate_images`] writes, for each (method, image), the files it coded
+DiffC encode per image for all the rates (the stream is progressive), [`ZeroShotCodecMethod`] one encode per rate of
+any other codec of the registry (Turbo-DDCM, DDCM, plugins), [`CodecMethod`] searches a classical codec's quality
+setting per rate. [`evaluate_images`] writes, for each (method, image), the files it coded
 (`streams/METHOD/`), and a JSON record of every point's size and metrics (`records/METHOD/IMAGE.json`), which is what
 makes a sweep resumable and shardable across processes. [`compressai_results`] and [`write_per_image_csv`] merge the
 records into CompressAI's result JSON and a per-image table.
@@ -32,7 +33,9 @@ from .metrics import PerceptualMetric, ms_ssim, psnr, to_uint8
 
 
 if TYPE_CHECKING:
-    from cod_diffc.diffc import BackboneAdapter, ChannelSimulator, DiffCSchedule
+    from cod_diffc.backbones import BackboneAdapter
+    from cod_diffc.codecs import Codec
+    from cod_diffc.diffc import ChannelSimulator, DiffCSchedule
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class DiffCMethod(RateMethod):
         guidance_scale (`float`, *optional*): Guidance of the coded steps.
         denoise_guidance_scale (`float`, *optional*): Guidance of the decoder's denoising.
         num_denoise_steps (`int`, defaults to `25`): Probability-flow ODE steps of the decoder.
-        decode (`str`, defaults to `"flow"`): The decoder's denoising, one of [`~diffc.DECODE_METHODS`].
+        decode (`str`, defaults to `"flow"`): The decoder's denoising, one of [`~codecs.codec.DECODE_METHODS`].
     """
 
     stream_suffix = ".cdc"
@@ -118,7 +121,7 @@ class DiffCMethod(RateMethod):
         num_denoise_steps: int = 25,
         decode: str = "flow",
     ):
-        from cod_diffc.diffc.codec import check_decode_method
+        from cod_diffc.codecs.codec import check_decode_method
 
         if num_denoise_steps < 1:
             raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
@@ -198,6 +201,92 @@ class DiffCMethod(RateMethod):
                     setting=f"stop_step={point.stop_step}",
                     encoding_time=shared["encoding_time"],
                     decoding_time=replay_seconds + time.perf_counter() - start,
+                )
+            )
+        return reconstructions
+
+
+class ZeroShotCodecMethod(RateMethod):
+    r"""
+    A codec of the registry whose streams serve one rate each (Turbo-DDCM, DDCM, plugins) on a backbone: one
+    [`~codecs.codec.Codec.compress`] per target rate (a target below the smallest file gets that file), each decoded
+    from its file as a receiver would. Methods that differ only in `decode` share the last image's encodes.
+
+    Parameters:
+        name (`str`): Method name, e.g. `"turbo-ddcm-cod"`.
+        codec ([`~codecs.codec.Codec`]): The codec, with the encoder's settings.
+        adapter ([`~backbones.BackboneAdapter`]): The backbone.
+        seed (`int`, defaults to `0`): Seed of the shared randomness.
+        num_denoise_steps (`int`, defaults to `25`): Probability-flow ODE steps of the decoder.
+        decode (`str`, defaults to `"flow"`): The decoder's denoising, one of [`~codecs.codec.DECODE_METHODS`].
+    """
+
+    stream_suffix = ".cdc"
+    # The last image's streams and encoding times, shared by every instance (see DiffCMethod._shared).
+    _shared: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        name: str,
+        codec: Codec,
+        adapter: BackboneAdapter,
+        *,
+        seed: int = 0,
+        num_denoise_steps: int = 25,
+        decode: str = "flow",
+    ):
+        from cod_diffc.codecs.codec import check_decode_method
+
+        if num_denoise_steps < 1:
+            raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
+        check_decode_method(decode)
+        self.name = name
+        self.codec = codec
+        self.adapter = adapter
+        self.seed = seed
+        self.num_denoise_steps = num_denoise_steps
+        self.decode = decode
+        self.description = (
+            f"Inference ({codec.name} on the {adapter.name} backbone, {decode} decode, actual bytes; one encode per "
+            "image and rate)"
+        )
+        self.settings = {
+            "codec": codec.name,
+            "codec_settings": codec.settings(),
+            "backbone": adapter.name,
+            "fingerprint": adapter.fingerprint().hex(),
+            "seed": seed,
+            "num_denoise_steps": num_denoise_steps,
+            "decode": decode,
+        }
+
+    def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
+        encode_settings = {key: self.settings[key] for key in ("codec", "codec_settings", "fingerprint", "seed")}
+        key = (id(self.adapter), json.dumps(encode_settings), image.numpy().tobytes())
+        if ZeroShotCodecMethod._shared.get("key") != key:
+            ZeroShotCodecMethod._shared = {"key": key, "streams": {}}
+        streams = ZeroShotCodecMethod._shared["streams"]  # target -> (stream, encoding seconds)
+        reconstructions = []
+        for target in target_bpps:
+            if target not in streams:
+                start = time.perf_counter()
+                stream = self.codec.compress(
+                    image, self.adapter, target_bpp=target, seed=self.seed, clamp_targets=True, progress=False
+                )
+                streams[target] = (stream, time.perf_counter() - start)
+            stream, encoding_time = streams[target]
+            start = time.perf_counter()
+            reconstruction = self.codec.decompress(
+                stream, self.adapter, method=self.decode, num_denoise_steps=self.num_denoise_steps, progress=False
+            )
+            reconstructions.append(
+                Reconstruction(
+                    target_bpp=target,
+                    stream=stream,
+                    image=to_uint8(reconstruction),
+                    setting=f"codec={self.codec.name}",
+                    encoding_time=encoding_time,
+                    decoding_time=time.perf_counter() - start,
                 )
             )
         return reconstructions

@@ -2,8 +2,8 @@
 
 import pytest
 
+from cod_diffc.backbones import registry
 from cod_diffc.cli._common import parse_options
-from cod_diffc.diffc import registry
 
 
 def test_values_take_the_type_of_the_parameter_default():
@@ -28,7 +28,7 @@ def test_a_bool_option_takes_only_true_or_false():
 
 
 def test_a_factory_with_open_options_gets_guessed_types(monkeypatch):
-    monkeypatch.setattr(registry, "_runtime_backbones", {})
+    monkeypatch.setattr(registry.BACKBONES, "runtime", {})
     registry.register_backbone("open-options", lambda model=None, **options: None)
     assert parse_options(["a=1", "b=0.5", "c=false", "d=text"], "open-options") == {
         "a": 1, "b": 0.5, "c": False, "d": "text"}

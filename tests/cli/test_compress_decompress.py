@@ -7,10 +7,11 @@ import PIL.Image
 import pytest
 import torch
 
+from cod_diffc.backbones import denoise, load_backbone
 from cod_diffc.cli import main
-from cod_diffc.diffc import denoise, encode, load_backbone, read_stream
+from cod_diffc.codecs.schedule import DiffCSchedule
+from cod_diffc.diffc import encode, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
-from cod_diffc.diffc.schedule import DiffCSchedule
 from cod_diffc.evaluation.metrics import to_uint8
 from cod_diffc.image_files import load_image
 
@@ -28,7 +29,7 @@ def assert_cli_matches_the_encoder(adapter, image_path, stream_path, png_path, s
     (point,) = result.points
     assert point.stream == stream_path.read_bytes()
     guidance = adapter.default_guidance_scale if guidance is None else guidance
-    latent = denoise(point.latent, point.t, adapter, guidance, denoise_steps, progress=False)
+    latent = denoise(point.latent, point.t, adapter, result.condition, guidance, denoise_steps, progress=False)
     assert np.array_equal(np.asarray(PIL.Image.open(png_path)), to_uint8(adapter.decode_latent(latent)))
 
 
@@ -109,7 +110,7 @@ def test_bad_inputs_give_one_line_errors_and_no_output(workspace, capsys, tmp_pa
 
 
 def test_an_image_too_large_for_the_memory_is_refused_with_the_choices(workspace, capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("cod_diffc.diffc.resources.available_memory_bytes", lambda device: 2**20)  # 1 MiB free
+    monkeypatch.setattr("cod_diffc.backbones.resources.available_memory_bytes", lambda device: 2**20)  # 1 MiB free
     out = tmp_path / "out.cdc"
     argv = ["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "-o", str(out), *FAST]
     error = run_failing(argv, capsys)
@@ -229,3 +230,43 @@ def test_python_dash_m_runs_the_same_command():
 
     completed = subprocess.run([sys.executable, "-m", "cod_diffc", "--help"], capture_output=True, text=True)
     assert completed.returncode == 0 and "compress" in completed.stdout
+
+
+@pytest.mark.parametrize("codec", ["turbo-ddcm", "ddcm"])
+def test_codebook_codecs_round_trip_and_the_decoder_reads_the_codec_from_the_stream(workspace, capsys, codec):
+    from cod_diffc.codecs import decompress, stream_codec
+
+    stream_path, png_path = workspace / f"photo_{codec}.cdc", workspace / f"photo_{codec}.png"
+    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--codec", codec,
+                 "--bpp", "0.6", "--steps", "6", "-o", str(stream_path), "--no-progress"]) == 0
+    assert f"codec {codec}" in capsys.readouterr().out
+    stream = stream_path.read_bytes()
+    assert stream_codec(stream) == codec and 8 * len(stream) / (64 * 96) <= 0.6
+    assert main(["decompress", str(stream_path), "--model", str(workspace / "model"), "--denoise-steps", "2",
+                 "-o", str(png_path), "--no-progress"]) == 0
+    adapter = load_backbone("cod", str(workspace / "model"))
+    expected = to_uint8(decompress(stream, adapter, num_denoise_steps=2, progress=False))
+    assert np.array_equal(np.asarray(PIL.Image.open(png_path)), expected)
+
+
+def test_codecs_lists_every_codec(capsys):
+    assert main(["codecs"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["ddcm", "diffc", "turbo-ddcm"]
+
+
+def test_codec_errors_are_one_line_and_write_nothing(workspace, capsys, tmp_path):
+    model = ["--model", str(workspace / "model")]
+    out = tmp_path / "out.cdc"
+    photo = str(workspace / "photo.png")
+    cases = {
+        "unknown codec 'jpeg'": ["compress", photo, *model, "--codec", "jpeg", "--bpp", "1", "-o", str(out)],
+        "--stop-step cuts DiffC's": ["compress", photo, *model, "--codec", "turbo-ddcm", "--stop-step", "2",
+                                     "-o", str(out)],
+        "needs a target rate": ["compress", photo, *model, "--codec", "ddcm", "-o", str(out)],
+        "below the smallest file": ["compress", photo, *model, "--codec", "turbo-ddcm", "--bpp", "0.001",
+                                    "-o", str(out), "--no-progress"],
+    }
+    for expected, argv in cases.items():
+        assert expected in run_failing(argv, capsys)
+        assert not out.exists()

@@ -6,11 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cod_diffc.diffc import decode, decompress, encode, load_backbone, read_stream
+from cod_diffc.backbones import load_backbone
+from cod_diffc.backbones.padding import crop_image, pad_image, padded_size
+from cod_diffc.backbones.resources import ImageTooLargeError, check_image_fits
+from cod_diffc.codecs.schedule import DiffCSchedule
+from cod_diffc.diffc import decode, decompress, encode, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
-from cod_diffc.diffc.padding import crop_image, pad_image, padded_size
-from cod_diffc.diffc.resources import ImageTooLargeError, check_image_fits
-from cod_diffc.diffc.schedule import DiffCSchedule
 from cod_diffc.image_files import limit_long_side
 
 from tiny_models import save_tiny_cod, save_tiny_sd_pipeline
@@ -71,7 +72,7 @@ def test_any_size_round_trips_with_the_true_size_in_the_stream(backbones, backbo
 @pytest.mark.parametrize("backbone", ["cod", "sd"])
 def test_a_size_the_device_cannot_hold_is_refused_before_any_work(backbones, backbone, monkeypatch):
     adapter = backbones[backbone]
-    monkeypatch.setattr("cod_diffc.diffc.resources.available_memory_bytes", lambda device: 2**30)  # 1 GiB free
+    monkeypatch.setattr("cod_diffc.backbones.resources.available_memory_bytes", lambda device: 2**30)  # 1 GiB free
     check_image_fits(adapter, 256, 256)
     with pytest.raises(ImageTooLargeError, match=r"4032x3024 image needs about .* GiB .*--max-side \d+"):
         check_image_fits(adapter, 3024, 4032)
@@ -85,14 +86,14 @@ def test_a_size_the_device_cannot_hold_is_refused_before_any_work(backbones, bac
 def test_a_decoder_without_the_memory_refuses_before_replaying(backbones, monkeypatch):
     adapter = backbones["cod"]
     stream = encode(torch.rand(1, 3, 64, 64), adapter, stop_step=2, schedule=SCHEDULE, progress=False).points[0].stream
-    monkeypatch.setattr("cod_diffc.diffc.resources.available_memory_bytes", lambda device: 2**10)
+    monkeypatch.setattr("cod_diffc.backbones.resources.available_memory_bytes", lambda device: 2**10)
     with pytest.raises(ImageTooLargeError, match="decode it where more memory is free"):
         decode(stream, adapter, progress=False)
 
 
 def test_the_suggested_side_fits(backbones, monkeypatch):
     adapter = backbones["cod"]
-    monkeypatch.setattr("cod_diffc.diffc.resources.available_memory_bytes", lambda device: 2**30)
+    monkeypatch.setattr("cod_diffc.backbones.resources.available_memory_bytes", lambda device: 2**30)
     with pytest.raises(ImageTooLargeError) as error:
         check_image_fits(adapter, 3024, 4032)
     side = int(str(error.value).split("--max-side ")[1].split(",")[0])
@@ -100,7 +101,7 @@ def test_the_suggested_side_fits(backbones, monkeypatch):
 
 
 def test_unknown_estimates_refuse_nothing(backbones, monkeypatch):
-    monkeypatch.setattr("cod_diffc.diffc.resources.available_memory_bytes", lambda device: 1)
+    monkeypatch.setattr("cod_diffc.backbones.resources.available_memory_bytes", lambda device: 1)
     assert backbones["gaussian"].working_memory_bytes(4096, 4096) is None
     check_image_fits(backbones["gaussian"], 4096, 4096)
 

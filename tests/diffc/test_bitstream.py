@@ -1,12 +1,14 @@
 import dataclasses
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 
-from cod_diffc.diffc.bitstream import FORMAT_VERSION, MAGIC, DiffCStream, StreamMode, read_stream, write_stream
-from cod_diffc.diffc.errors import StreamError
-from cod_diffc.diffc.schedule import DiffCSchedule
+from cod_diffc.codecs.container import FORMAT_VERSION, MAGIC
+from cod_diffc.codecs.schedule import DiffCSchedule
+from cod_diffc.diffc.bitstream import DiffCStream, StreamMode, read_stream, write_stream
+from cod_diffc.errors import StreamError
 
 
 def make_stream(**changes) -> DiffCStream:
@@ -65,12 +67,20 @@ class TestRoundTrip:
         assert read_stream(write_stream(stream)) == stream
 
     def test_header_cost_matches_the_documented_layout(self):
-        # Condition-only: 26 bytes + backbone name (short side info, sides < 16384, seed < 128).
+        # Condition-only: 28 bytes + codec and backbone names (short side info, sides < 16384, seed < 128).
         stream = condition_only(side_info=b"", seed=7)
-        assert len(write_stream(stream)) == 26 + len("gaussian")
+        assert len(write_stream(stream)) == 28 + len("diffc") + len("gaussian")
         # DiffC: 8 more + channel spec (num_steps, stop step < 128; codes < 128 bytes).
         stream = make_stream(side_info=b"", seed=7, step_codes=b"")
-        assert len(write_stream(stream)) == 26 + len("gaussian") + 8 + 5
+        assert len(write_stream(stream)) == 28 + len("diffc") + len("gaussian") + 8 + 5
+
+    def test_stream_is_a_diffc_container(self):
+        from cod_diffc.codecs.container import read_container, stream_codec
+
+        data = write_stream(make_stream())
+        container = read_container(data)
+        assert (data[3], stream_codec(data)) == (FORMAT_VERSION, "diffc")
+        assert (container.backbone, container.side_info, container.seed) == ("gaussian", b"condition", 1234)
 
     def test_same_stream_gives_same_bytes(self):
         assert write_stream(make_stream()) == write_stream(make_stream())
@@ -125,7 +135,7 @@ class TestMalformedFiles:
 
     def test_wrong_magic(self):
         data = write_stream(make_stream())
-        with pytest.raises(StreamError, match="not a DiffC stream"):
+        with pytest.raises(StreamError, match="not a cod-diffc stream"):
             read_stream(b"PNG" + data[3:])
 
     def test_other_format_version(self):
@@ -134,7 +144,7 @@ class TestMalformedFiles:
             read_stream(data)
 
     def test_empty_file(self):
-        with pytest.raises(StreamError, match="not a DiffC stream"):
+        with pytest.raises(StreamError, match="not a cod-diffc stream"):
             read_stream(b"")
 
     def test_trailing_bytes_before_checksum(self):
@@ -142,29 +152,65 @@ class TestMalformedFiles:
         with pytest.raises(StreamError, match="unexpected bytes"):
             read_stream(with_checksum(data[:-4] + b"\x00"))
 
-    # Offsets into the body of `make_stream()`: magic 3, version 1, mode 1, name 1 + 8, fingerprint 8, height 2,
-    # width 2, seed 2, denoise guidance 2, channel 1 + 5, num_steps 1, t_end 2, stop step 1, encoding guidance 2,
-    # side information 1 + 9.
+    def test_stream_of_another_codec_is_refused(self):
+        from cod_diffc.codecs.container import read_container, write_container
+
+        container = read_container(write_stream(make_stream()))
+        other = write_container(dataclasses.replace(container, codec="turbo-ddcm"))
+        with pytest.raises(StreamError, match="made by codec 'turbo-ddcm'"):
+            read_stream(other)
+
+    # Offsets into the body of `make_stream()`: magic 3, version 1, codec name 1 + 5, backbone name 1 + 8,
+    # fingerprint 8, height 2, width 2, seed 2, side information 1 + 9, payload length 1; payload: mode 1,
+    # denoise guidance 2, channel 1 + 5, num_steps 1, t_end 2, stop step 1, encoding guidance 2, step codes 1 + 5.
     @pytest.mark.parametrize(
         "offset, new, message",
         [
-            (4, b"\x07", "unknown mode"),
-            (5, b"\x00", "backbone name"),
-            (6, b"\xff", "backbone name must be 1-64 printable ASCII"),
-            (22, b"\x00\x00", "height"),
-            (22, b"\xff\xff\xff\x7f", "height"),
-            (28, b"\x00\x7c", "denoise_guidance_scale must be a finite"),  # float16 infinity
-            (30, b"\x00", "channel configuration length is 0"),
-            (30, b"\x21", "channel configuration length is 33"),
-            (36, b"\x00", "num_steps is 0"),
-            (37, b"\x00\x3c", "t_end"),  # float16 1.0
-            (39, b"\x65", "stop step is 101"),  # > num_steps
-            (40, b"\x00\xfe", "encoding_guidance"),  # float16 NaN
-            (42, b"\x7f", "side information"),  # length beyond the body
-            (26, b"\xff" * 11, "varint longer than 10 bytes"),
+            (4, b"\x00", "codec name"),
+            (10, b"\x00", "backbone name"),
+            (11, b"\xff", "backbone name must be 1-64 printable ASCII"),
+            (27, b"\x00\x00", "height"),
+            (27, b"\xff\xff\xff\x7f", "height"),
+            (33, b"\x7f", "side information"),  # length beyond the body
+            (43, b"\x7f", "codec payload"),  # length beyond the body
+            (44, b"\x07", "unknown mode"),
+            (45, b"\x00\x7c", "denoise_guidance_scale must be a finite"),  # float16 infinity
+            (47, b"\x00", "channel configuration length is 0"),
+            (47, b"\x21", "channel configuration length is 33"),
+            (53, b"\x00", "num_steps is 0"),
+            (54, b"\x00\x3c", "t_end"),  # float16 1.0
+            (56, b"\x65", "stop step is 101"),  # > num_steps
+            (57, b"\x00\xfe", "encoding_guidance"),  # float16 NaN
+            (59, b"\x7f", "step codes"),  # length beyond the payload
+            (31, b"\xff" * 11, "varint longer than 10 bytes"),
         ],
     )
     def test_invalid_field_behind_a_valid_checksum(self, offset, new, message):
         data = forge(write_stream(make_stream()), offset, new)
         with pytest.raises(StreamError, match=message):
             read_stream(data)
+
+
+@pytest.fixture(scope="module")
+def format_one() -> bytes:
+    return (Path(__file__).parents[1] / "golden" / "v1" / "gaussian-chunked-steps.cdc").read_bytes()
+
+
+class TestFormatOne:
+    """DiffC's layout before the shared container: still read (tests/golden/v1/ freezes what it decodes to)."""
+
+    def test_reads_to_the_same_fields_as_its_format_two_rewrite(self, format_one):
+        parsed = read_stream(format_one)
+        assert format_one[3] == 1 and parsed.stop_step == 10
+        rewritten = write_stream(parsed)
+        assert rewritten[3] == FORMAT_VERSION and read_stream(rewritten) == parsed
+
+    def test_every_truncation_and_flipped_byte_raises_stream_error(self, format_one):
+        for length in range(len(format_one)):
+            with pytest.raises(StreamError):
+                read_stream(format_one[:length])
+        for offset in range(len(format_one)):
+            corrupted = bytearray(format_one)
+            corrupted[offset] ^= 0x10
+            with pytest.raises(StreamError):
+                read_stream(bytes(corrupted))

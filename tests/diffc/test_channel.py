@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from cod_diffc.codecs.randomness import derive_key
 from cod_diffc.diffc.channel import ChunkedPFRSimulator, StepCode
-from cod_diffc.diffc.randomness import derive_key
 
 
 def _mu(dim: int, kl_bits: float, seed: int = 0) -> torch.Tensor:

@@ -13,10 +13,10 @@ import pytest
 import scipy.stats
 import torch
 
+from cod_diffc.codecs.randomness import derive_key
 from cod_diffc.diffc.channel import ChunkedChannelSimulator, ChunkedPFRSimulator, StepCode
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
-from cod_diffc.diffc.errors import StreamError
-from cod_diffc.diffc.randomness import derive_key
+from cod_diffc.errors import StreamError
 
 
 def _mu(dim: int, kl_bits: float, seed: int = 0) -> torch.Tensor:

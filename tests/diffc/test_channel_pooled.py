@@ -4,14 +4,14 @@ import pytest
 import scipy.stats
 import torch
 
+from cod_diffc.backbones.gaussian import GaussianBackbone
+from cod_diffc.codecs.randomness import CounterGenerator, derive_key, gaussian_pool
+from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.diffc.bitstream import read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator, StepCode
-from cod_diffc.diffc.channel_pooled import _POOL_KEY, PooledPFRSimulator, _Segments, gaussian_pool
+from cod_diffc.diffc.channel_pooled import POOL_KEY, PooledPFRSimulator, _Segments
 from cod_diffc.diffc.codec import channel_from_config, decode, encode
-from cod_diffc.diffc.gaussian_backbone import GaussianBackbone
 from cod_diffc.diffc.index_coding import decode_step_codes, encode_step_codes
-from cod_diffc.diffc.randomness import CounterGenerator, derive_key
-from cod_diffc.diffc.schedule import DiffCSchedule
 
 
 def _mu(dim: int, kl_bits: float, seed: int = 0) -> torch.Tensor:
@@ -70,7 +70,7 @@ class TestPooledPFRSimulator:
             sample = simulator.decode(StepCode(code.kl_code, (index,) * 3), dim, key)[permutation]
             for segment, row in enumerate(rows.tolist()):
                 start, length = segments.start[segment].item(), segments.length[segment].item()
-                assert torch.equal(sample[start : start + length].abs(), gaussian_pool(2**10, length)[row].abs())
+                assert torch.equal(sample[start : start + length].abs(), gaussian_pool(POOL_KEY, 2**10, length)[row].abs())
         # A segment's K candidates take K distinct rows.
         for k_bits in (4, 10):
             all_rows = torch.stack([segments.rows(torch.full((15,), k), 2**k_bits) for k in range(2**k_bits)])
@@ -78,10 +78,10 @@ class TestPooledPFRSimulator:
 
     def test_pool_rows_are_regenerated_exactly(self):
         rows = torch.tensor([0, 17, 2**12 - 1])
-        regenerated = CounterGenerator(_POOL_KEY).normal(torch.zeros_like(rows), rows, 100)
-        assert torch.equal(gaussian_pool(2**12, 100)[rows], regenerated)
+        regenerated = CounterGenerator(POOL_KEY).normal(torch.zeros_like(rows), rows, 100)
+        assert torch.equal(gaussian_pool(POOL_KEY, 2**12, 100)[rows], regenerated)
         # A wider pool extends the narrower one.
-        assert torch.equal(gaussian_pool(2**12, 300)[rows, :100], regenerated)
+        assert torch.equal(gaussian_pool(POOL_KEY, 2**12, 300)[rows, :100], regenerated)
 
     def test_early_stopped_selection_equals_the_full_argmin(self):
         generator = torch.Generator().manual_seed(0)

@@ -4,6 +4,10 @@ from itertools import pairwise
 import pytest
 import torch
 
+from cod_diffc.backbones import UNCONDITIONAL, denoise
+from cod_diffc.backbones.gaussian import GaussianBackbone
+from cod_diffc.backbones.sampling import ReverseStep
+from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.diffc.bitstream import StreamMode, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
@@ -13,12 +17,9 @@ from cod_diffc.diffc.codec import (
     compress,
     decode,
     decompress,
-    denoise,
     encode,
 )
-from cod_diffc.diffc.errors import StreamError
-from cod_diffc.diffc.gaussian_backbone import GaussianBackbone
-from cod_diffc.diffc.schedule import DiffCSchedule, ReverseStep
+from cod_diffc.errors import StreamError
 
 
 DATA_STD = 0.3
@@ -183,11 +184,11 @@ class TestGaussianTheory:
         latent, schedule, result = gaussian_run
         one_step_mse = []
         for point in result.points:
-            one_step = denoise(point.latent, point.t, adapter, 1.0, num_steps=1, progress=False)
+            one_step = denoise(point.latent, point.t, adapter, UNCONDITIONAL, 1.0, num_steps=1, progress=False)
             one_step_mse.append(((one_step - latent) ** 2).mean().item())
             # The channel's truncation bias (chosen candidates lean toward the prior) costs up to ~30 % here.
             assert 0.85 < one_step_mse[-1] / adapter.posterior_mse(point.t) < 1.4, f"stop step {point.stop_step}"
-            flow = denoise(point.latent, point.t, adapter, 1.0, num_steps=20, progress=False)
+            flow = denoise(point.latent, point.t, adapter, UNCONDITIONAL, 1.0, num_steps=20, progress=False)
             flow_mse = ((flow - latent) ** 2).mean().item()
             assert 0.8 < flow_mse / adapter.flow_decode_mse(point.t) < 1.4, f"stop step {point.stop_step}"
         assert all(later < earlier for earlier, later in pairwise(one_step_mse))
@@ -242,8 +243,8 @@ class TestStreamChecks:
 class TestDenoiseAndConvenience:
     def test_one_step_denoise_is_the_x0_prediction(self, adapter):
         latent = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(3))
-        expected, _ = adapter.predict_x0_and_epsilon(latent, torch.tensor(0.5), 1.0)
-        torch.testing.assert_close(denoise(latent, 0.5, adapter, 1.0, num_steps=1, progress=False), expected)
+        expected, _ = adapter.predict_x0_and_epsilon(latent, torch.tensor(0.5), UNCONDITIONAL, 1.0)
+        torch.testing.assert_close(denoise(latent, 0.5, adapter, UNCONDITIONAL, 1.0, num_steps=1, progress=False), expected)
 
     def test_flow_denoise_converges_to_the_exact_ode_map(self, adapter):
         # For Gaussian data the probability-flow ODE maps z_t to m + s / r (z_t - alpha m) exactly.
@@ -251,7 +252,7 @@ class TestDenoiseAndConvenience:
         alpha, sigma = (float(c) for c in adapter.alpha_sigma(torch.tensor(0.6, dtype=torch.float64)))
         exact = DATA_STD / math.sqrt(alpha**2 * DATA_STD**2 + sigma**2) * latent
         errors = [
-            (denoise(latent, 0.6, adapter, 1.0, num_steps=num_steps, progress=False) - exact).abs().max().item()
+            (denoise(latent, 0.6, adapter, UNCONDITIONAL, 1.0, num_steps=num_steps, progress=False) - exact).abs().max().item()
             for num_steps in (4, 16, 64)
         ]
         # DDIM is a first-order solver: 4x the steps, about 4x less error.
@@ -261,7 +262,7 @@ class TestDenoiseAndConvenience:
     @pytest.mark.parametrize("num_steps, t", [(0, 0.5), (4, 0.0), (4, 1.5)])
     def test_denoise_rejects_bad_arguments(self, adapter, num_steps, t):
         with pytest.raises(ValueError):
-            denoise(torch.zeros(1, 3, 2, 2), t, adapter, 1.0, num_steps=num_steps)
+            denoise(torch.zeros(1, 3, 2, 2), t, adapter, UNCONDITIONAL, 1.0, num_steps=num_steps)
 
     def test_compress_decompress_round_trip(self, adapter, image, encoded):
         stream = compress(image, adapter, stop_step=16, schedule=SCHEDULE, seed=7, simulator=SIMULATOR, progress=False)
@@ -269,7 +270,7 @@ class TestDenoiseAndConvenience:
         reconstruction = decompress(stream, adapter, num_denoise_steps=1, progress=False)
         assert reconstruction.shape == image.shape
         assert 0 <= reconstruction.min() and reconstruction.max() <= 1
-        expected = adapter.decode_latent(denoise(encoded.points[16].latent, SCHEDULE.time(16), adapter, 1.0, 1))
+        expected = adapter.decode_latent(denoise(encoded.points[16].latent, SCHEDULE.time(16), adapter, UNCONDITIONAL, 1.0, 1))
         assert torch.equal(reconstruction, expected)
 
     def test_mean_decode_is_the_unguided_one_step_posterior_mean_and_beats_the_flow_decode_in_mse(self, adapter):
@@ -279,7 +280,7 @@ class TestDenoiseAndConvenience:
             result = encode(image, adapter, stop_step=6, schedule=SCHEDULE, simulator=SIMULATOR, progress=False)
             (point,) = result.points
             mean = decompress(point.stream, adapter, method="mean", num_denoise_steps=25, progress=False)
-            expected = adapter.decode_latent(denoise(point.latent, point.t, adapter, 1.0, 1, progress=False))
+            expected = adapter.decode_latent(denoise(point.latent, point.t, adapter, UNCONDITIONAL, 1.0, 1, progress=False))
             assert torch.equal(mean, expected)
             flow = decompress(point.stream, adapter, method="flow", progress=False)
             mean_errors.append(float((mean - image).square().mean()))

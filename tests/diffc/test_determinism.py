@@ -5,10 +5,11 @@ it within float rounding."""
 import pytest
 import torch
 
-from cod_diffc.diffc import decode, encode, load_backbone
+from cod_diffc.backbones import load_backbone
+from cod_diffc.codecs.schedule import DiffCSchedule
+from cod_diffc.diffc import decode, encode
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
-from cod_diffc.diffc.schedule import DiffCSchedule
 
 from tiny_models import save_tiny_cod
 

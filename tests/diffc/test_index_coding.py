@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cod_diffc.diffc.channel import ChunkedPFRSimulator, StepCode
-from cod_diffc.diffc.errors import StreamError
 from cod_diffc.diffc.index_coding import decode_step_codes, encode_step_codes
+from cod_diffc.errors import StreamError
 
 
 SIMULATOR = ChunkedPFRSimulator()

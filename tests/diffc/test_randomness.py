@@ -2,7 +2,7 @@ import pytest
 import scipy.stats
 import torch
 
-from cod_diffc.diffc.randomness import CounterGenerator, derive_key, philox4x32
+from cod_diffc.codecs.randomness import CounterGenerator, derive_key, philox4x32
 
 
 def _normals(generator: CounterGenerator, stream: int, num_rows: int, num_columns: int) -> torch.Tensor:

@@ -10,11 +10,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cod_diffc.backbones.gaussian import GaussianBackbone
+from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.codec import decode, encode
-from cod_diffc.diffc.errors import StreamError
-from cod_diffc.diffc.gaussian_backbone import GaussianBackbone
-from cod_diffc.diffc.schedule import DiffCSchedule
+from cod_diffc.errors import StreamError
 
 
 ADAPTER = GaussianBackbone(std=0.5)

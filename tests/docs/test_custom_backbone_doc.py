@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cod_diffc.diffc.registry import ENTRY_POINT_GROUP
+from cod_diffc.backbones.registry import ENTRY_POINT_GROUP
 
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "custom_backbone.md"
@@ -44,7 +44,7 @@ def run_python(arguments: list[str], plugin_site: Path, cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
     """The page's package (its titled blocks, as files), installed with pip into a private target directory."""
-    package = tmp_path_factory.mktemp("mean-colour-backbone")
+    package = tmp_path_factory.mktemp("my-backbones")
     for _, title, code in page_blocks():
         if title is not None:
             (package / title).write_text(code)
@@ -60,10 +60,13 @@ def plugin_site(tmp_path_factory) -> Path:
 def test_page_has_the_package_files_and_one_example():
     blocks = page_blocks()
     files = {title: code for _, title, code in blocks if title is not None}
-    assert set(files) == {"mean_colour_backbone.py", "pyproject.toml"}
+    assert set(files) == {"mean_colour_backbone.py", "ddpm_unet_backbone.py", "pyproject.toml"}
     entry_point = f'[project.entry-points."{ENTRY_POINT_GROUP}"]\nmean-colour = "mean_colour_backbone:load_mean'
     assert entry_point in files["pyproject.toml"]
+    assert 'ddpm-unet = "ddpm_unet_backbone:load_ddpm_unet_backbone"' in files["pyproject.toml"]
     assert 'name = "mean-colour"' in files["mean_colour_backbone.py"]
+    # "about 40 lines": the DDPM adapter is the network call and the image maps, nothing else.
+    assert len([line for line in files["ddpm_unet_backbone.py"].splitlines() if line.strip()]) <= 50
     assert sum(language == "python" and title is None for language, title, _ in blocks) == 1
 
 
@@ -96,3 +99,34 @@ def test_command_lines_code_and_decode_through_the_installed_plugin(plugin_site,
     assert 8 * (tmp_path / "photo.cdc").stat().st_size / 64**2 <= 0.2
     with Image.open(tmp_path / "photo_decoded.png") as decoded:
         assert decoded.size == (64, 64)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddpm_unet_backbone_codes_a_tiny_random_ddpm_pipeline(plugin_site, tmp_path, prediction_type):
+    """The page's DiscreteVPAdapterMixin example on a tiny random UNet2DModel + DDPMScheduler saved as a
+    DDPMPipeline: DiffC round-trips through it, bit-exactly on the decoder's side."""
+    script = f"""
+import torch
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+from cod_diffc.backbones import load_backbone
+from cod_diffc.diffc import DiffCSchedule, decode, encode
+from cod_diffc.diffc.channel import ChunkedPFRSimulator
+
+torch.manual_seed(0)
+unet = UNet2DModel(
+    sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+    down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+)
+DDPMPipeline(unet, DDPMScheduler(prediction_type="{prediction_type}")).save_pretrained("tiny_ddpm")
+adapter = load_backbone("ddpm-unet", "tiny_ddpm")
+assert (adapter.size_multiple, adapter.prediction_type) == (2, "{prediction_type}")
+image = torch.rand(1, 3, 15, 17, generator=torch.Generator().manual_seed(1))  # odd sides: padded for the UNet
+result = encode(image, adapter, stop_step=6, schedule=DiffCSchedule(num_steps=8),
+                simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
+decoded = decode(result.points[0].stream, load_backbone("ddpm-unet", "tiny_ddpm"), progress=False)
+assert torch.equal(decoded.latent, result.points[0].latent)
+print("round trip", len(result.points[0].stream), "bytes")
+"""
+    (tmp_path / "ddpm_example.py").write_text(script)
+    assert "round trip" in run_python(["ddpm_example.py"], plugin_site, tmp_path)

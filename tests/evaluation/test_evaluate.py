@@ -10,15 +10,17 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from cod_diffc.backbones import GaussianBackbone
 from cod_diffc.cli import main
-from cod_diffc.diffc import DiffCSchedule, GaussianBackbone
+from cod_diffc.codecs import stream_codec
+from cod_diffc.diffc import DiffCSchedule
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.evaluation.sweep import DiffCMethod, evaluate_images, list_images, record_path
 
 from tiny_models import save_tiny_cod
 
 
-TARGET_BPPS = [0.3, 0.6, 1.2, 2.5]
+TARGET_BPPS = [0.35, 0.6, 1.2, 2.5]  # the smallest above a 32x32 condition-only stream (39 bytes, 0.305 bpp)
 IMAGE_SIZE = 32
 FAST = ["--steps", "6", "--coder", "plain", "--chunk-bits", "8", "--denoise-steps", "2", "--no-progress"]
 
@@ -232,3 +234,25 @@ def test_accelerate_launch_shares_the_images_and_merges_the_results(tmp_path):
     rows = read_rows(tmp_path / "out")
     assert sorted({row["image"] for row in rows}) == ["image0", "image1", "image2"]
     assert len(json.loads((tmp_path / "out" / "cod_diffc-gaussian.json").read_text())["results"]["bpp"]) == 4
+
+
+def test_codec_sweep_runs_every_codec_on_every_backbone(tmp_path, capsys):
+    dataset = make_images(tmp_path / "dataset", 2)
+    output = tmp_path / "out"
+    argv = ["evaluate", str(dataset), "-o", str(output), "--bpp", "0.7", "2.5", "--codec", "diffc", "turbo-ddcm",
+            "--backbone", "gaussian", "--option", "std=0.5", "--decode", "flow", "mean", *FAST]
+    assert main(argv) == 0
+    rows = read_rows(output)
+    names = {row["method"] for row in rows}
+    assert names == {"cod_diffc-gaussian", "cod_diffc-gaussian-mean", "turbo-ddcm-gaussian", "turbo-ddcm-gaussian-mean"}
+    for row in rows:
+        assert float(row["bpp"]) <= float(row["target_bpp"])
+        stream = (output / "streams" / row["method"] / f"{row['image']}_bpp{float(row['target_bpp']):g}.cdc")
+        codec = "turbo-ddcm" if row["method"].startswith("turbo") else "diffc"
+        assert stream_codec(stream.read_bytes()) == codec
+    turbo = {(row["image"], row["target_bpp"], row["method"]): row["bytes"] for row in rows if "turbo" in row["method"]}
+    assert all(turbo[(image, target, "turbo-ddcm-gaussian")] == size  # flow and mean decode the same streams
+               for (image, target, method), size in turbo.items())
+    assert main(["evaluate", str(dataset), "-o", str(output), "--bpp", "1", "--codec", "jpeg",
+                 "--backbone", "gaussian"]) == 2
+    assert "unknown codec 'jpeg'" in capsys.readouterr().err

@@ -1,9 +1,10 @@
-"""The frozen DiffC streams of `tests/golden/`: which cases exist and how each is made and decoded.
+"""The frozen streams of `tests/golden/`: which cases exist and how each is made and decoded.
 
 One definition serves the generator (`make_golden_streams.py`) and the test (`test_golden_streams.py`), so the two
-cannot drift apart. A case is an input image, a backbone, a channel coder and a cut; its files are
-`<name>.png` (input), `<name>.cdc` (stream) and the tensors `<name>/latent` and `<name>/image` in
-`expected.safetensors` (the decoded noisy latent and the decompressed image, float32).
+cannot drift apart. A case is an input image, a backbone, a channel coder and a cut; its files are `<name>.png`
+(input, shared by every format version), and per format version, in that version's folder ([`FORMAT_DIRS`]),
+`<name>.cdc` (stream) and the tensors `<name>/latent` and `<name>/image` in `expected.safetensors` (the decoded
+noisy latent and the decompressed image, float32).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 import PIL.Image
 import torch
 
-from cod_diffc.diffc import BackboneAdapter, DiffCSchedule, decode, decompress, encode, load_backbone
+from cod_diffc.backbones import BackboneAdapter, load_backbone
+from cod_diffc.codecs import Codec, decompress, load_codec
+from cod_diffc.diffc import DiffCSchedule, decode, encode
 from cod_diffc.diffc.channel import ChannelSimulator, ChunkedPFRSimulator
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
 from cod_diffc.image_files import load_image
@@ -23,7 +26,9 @@ from cod_diffc.image_files import load_image
 
 GOLDEN_DIR = Path(__file__).resolve().parent
 TINY_COD_DIR = GOLDEN_DIR / "tiny_cod"
-EXPECTED_FILE = GOLDEN_DIR / "expected.safetensors"
+CURRENT_VERSION = 2
+FORMAT_DIRS = {1: GOLDEN_DIR / "v1", CURRENT_VERSION: GOLDEN_DIR}
+"""Where the streams of each format version live: the current version's at the top, older ones in `v<N>/`."""
 GAUSSIAN_STD = 0.3
 SEED = 11
 DENOISE_STEPS = 3
@@ -31,15 +36,18 @@ DENOISE_STEPS = 3
 
 @dataclass(frozen=True)
 class GoldenCase:
-    """One frozen stream: `backbone` ("gaussian" or "cod", the tiny CoD in `tiny_cod/`), `coder` ("chunked" or
-    "pooled", the default coder), `stop_step` (0 = condition only), on a `side x side` image."""
+    """One frozen stream: `backbone` ("gaussian" or "cod", the tiny CoD in `tiny_cod/`) on a `side x side` image,
+    and either DiffC with `coder` ("chunked" or "pooled", the default coder) cut at `stop_step` (0 = condition only),
+    or a DDCM-family `codec` at `target_bpp` (with small codebooks: [`ddcm_codec_of`])."""
 
     name: str
     backbone: str
-    coder: str
-    stop_step: int
+    coder: str | None
+    stop_step: int | None
     side: int
     num_steps: int
+    codec: str = "diffc"
+    target_bpp: float | None = None
 
     @property
     def schedule(self) -> DiffCSchedule:
@@ -49,12 +57,16 @@ class GoldenCase:
     def image_path(self) -> Path:
         return GOLDEN_DIR / f"{self.name}.png"
 
-    @property
-    def stream_path(self) -> Path:
-        return GOLDEN_DIR / f"{self.name}.cdc"
+    def stream_path(self, version: int = CURRENT_VERSION) -> Path:
+        return FORMAT_DIRS[version] / f"{self.name}.cdc"
 
 
-CASES = (
+def expected_file(version: int = CURRENT_VERSION) -> Path:
+    """The decoded outputs of the streams of format `version`."""
+    return FORMAT_DIRS[version] / "expected.safetensors"
+
+
+DIFFC_CASES = (
     GoldenCase("gaussian-chunked-steps", "gaussian", "chunked", stop_step=10, side=16, num_steps=16),
     GoldenCase("gaussian-pooled-steps", "gaussian", "pooled", stop_step=10, side=16, num_steps=16),
     GoldenCase("gaussian-condition-only", "gaussian", "pooled", stop_step=0, side=16, num_steps=16),
@@ -62,6 +74,22 @@ CASES = (
     GoldenCase("cod-pooled-steps", "cod", "pooled", stop_step=5, side=64, num_steps=8),
     GoldenCase("cod-condition-only", "cod", "pooled", stop_step=0, side=64, num_steps=8),
 )
+DDCM_CASES = (
+    GoldenCase(
+        "gaussian-turbo-ddcm", "gaussian", None, None, side=16, num_steps=8, codec="turbo-ddcm", target_bpp=3.0
+    ),
+    GoldenCase("gaussian-ddcm", "gaussian", None, None, side=16, num_steps=24, codec="ddcm", target_bpp=2.0),
+    GoldenCase("cod-turbo-ddcm", "cod", None, None, side=64, num_steps=6, codec="turbo-ddcm", target_bpp=0.3),
+)
+CASES_BY_VERSION = {1: DIFFC_CASES, CURRENT_VERSION: DIFFC_CASES + DDCM_CASES}
+"""The cases each format version has files of (format 1 had DiffC only)."""
+CASES = CASES_BY_VERSION[CURRENT_VERSION]
+
+
+def ddcm_codec_of(case: GoldenCase) -> Codec:
+    """The case's DDCM-family codec, with codebooks small enough for tiny images (2**8 atoms, 1024-wide blocks)."""
+    settings = {"num_steps": case.num_steps, "t_end": 0.05, "codebook_bits": 8, "block_width": 1024}
+    return load_codec(case.codec, **settings, **({"max_atoms": 8} if case.codec == "turbo-ddcm" else {}))
 
 
 def simulator_of(case: GoldenCase) -> ChannelSimulator:
@@ -88,6 +116,8 @@ def make_input_image(case: GoldenCase) -> np.ndarray:
 def encode_case(case: GoldenCase, adapter: BackboneAdapter) -> bytes:
     """The stream of `case`, encoded from its stored input image."""
     image = load_image(case.image_path)  # (1, 3, H, W) in [0, 1]
+    if case.codec != "diffc":
+        return ddcm_codec_of(case).compress(image, adapter, target_bpp=case.target_bpp, seed=SEED, progress=False)
     result = encode(
         image,
         adapter,
@@ -100,9 +130,12 @@ def encode_case(case: GoldenCase, adapter: BackboneAdapter) -> bytes:
     return result.points[0].stream
 
 
-def decode_case(stream: bytes, adapter: BackboneAdapter) -> dict[str, torch.Tensor]:
+def decode_case(case: GoldenCase, stream: bytes, adapter: BackboneAdapter) -> dict[str, torch.Tensor]:
     """The decoded noisy latent `(1, C, h, w)` and the decompressed image `(1, 3, H, W)`, both float32."""
-    latent = decode(stream, adapter, progress=False).latent
+    if case.codec == "diffc":
+        latent = decode(stream, adapter, progress=False).latent
+    else:
+        latent = ddcm_codec_of(case).decode(stream, adapter, progress=False).latent
     image = decompress(stream, adapter, num_denoise_steps=DENOISE_STEPS, progress=False)
     return {"latent": latent.float().contiguous(), "image": image.float().contiguous()}
 

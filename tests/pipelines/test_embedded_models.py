@@ -7,8 +7,9 @@ import torch
 
 import cod_diffc.pipelines.embedded_models as embedded_models
 from cod_diffc import CodPipeline
-from cod_diffc.diffc import decode, decompress, encode, load_backbone
-from cod_diffc.diffc.schedule import DiffCSchedule
+from cod_diffc.backbones import load_backbone
+from cod_diffc.codecs.schedule import DiffCSchedule
+from cod_diffc.diffc import decode, decompress, encode
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL, EMBEDDED_MODELS, resolve_embedded_model
 

@@ -1,28 +1,23 @@
 """Backbone names -> adapter factories: the built-in table, runtime registrations and installed plugins.
 
-A backbone name is what a stream records and what `--backbone NAME` selects. Names come from three places:
+A backbone name is what a stream records and what `--backbone NAME` selects. Names come from [`BUILTIN_BACKBONES`]
+(lazy `"module:attr"` strings), [`register_backbone`] at runtime, and installed distributions declaring an entry
+point in the group [`ENTRY_POINT_GROUP`] (see [`~plugin_registry`]), e.g. in a plugin's `pyproject.toml`:
 
-1. [`BUILTIN_BACKBONES`]: the project's adapters, as lazy `"module:attr"` strings so that looking a name up never
-   imports a heavy dependency (transformers, a model file) it does not need;
-2. [`register_backbone`] at runtime;
-3. installed distributions declaring an entry point in the group [`ENTRY_POINT_GROUP`], e.g. in a plugin's
-   `pyproject.toml`:
-
-       [project.entry-points."cod_diffc.backbones"]
-       my-backbone = "my_package.adapter:load_my_backbone"
+    [project.entry-points."cod_diffc.backbones"]
+    my-backbone = "my_package.adapter:load_my_backbone"
 
 A factory is any callable `factory(model, *, device, dtype, **options) -> BackboneAdapter`, where `model` is a
 path or hub id of the weights (or `None` for the backbone's default) and `options` are backbone-specific settings.
 """
 
-import importlib
-import importlib.metadata
 import inspect
-import re
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from cod_diffc.plugin_registry import PluginRegistry
 
 from .adapter import BackboneAdapter
 
@@ -32,42 +27,13 @@ BackboneFactory = Callable[..., BackboneAdapter]
 ENTRY_POINT_GROUP = "cod_diffc.backbones"
 
 BUILTIN_BACKBONES: dict[str, str] = {
-    "cod": "cod_diffc.diffc.adapters.cod:load_cod_backbone",
-    "gaussian": "cod_diffc.diffc.gaussian_backbone:load_gaussian_backbone",
-    "sd": "cod_diffc.diffc.adapters.stable_diffusion:load_stable_diffusion_backbone",
+    "cod": "cod_diffc.backbones.cod:load_cod_backbone",
+    "gaussian": "cod_diffc.backbones.gaussian:load_gaussian_backbone",
+    "sd": "cod_diffc.backbones.stable_diffusion:load_stable_diffusion_backbone",
 }
 
-_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-
-_runtime_backbones: dict[str, BackboneFactory] = {}
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
-        raise ValueError(
-            f"invalid backbone name {name!r}: use 1-64 characters from a-z, 0-9, '.', '_', '-', starting with a "
-            "letter or digit"
-        )
-
-
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    """The installed plugin backbones, read afresh on every call (so a plugin installed at runtime is seen)."""
-    found: dict[str, importlib.metadata.EntryPoint] = {}
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name in BUILTIN_BACKBONES or entry_point.name in _runtime_backbones:
-            builtin = BUILTIN_BACKBONES.get(entry_point.name, _runtime_backbones.get(entry_point.name))
-            raise ValueError(
-                f"entry point {entry_point.name!r} = {entry_point.value!r} (group {ENTRY_POINT_GROUP!r}) clashes with "
-                f"the registered backbone {entry_point.name!r} = {builtin!r}; rename the plugin's entry point"
-            )
-        other = found.get(entry_point.name)
-        if other is not None and other.value != entry_point.value:
-            raise ValueError(
-                f"two installed entry points claim backbone {entry_point.name!r}: {other.value!r} and "
-                f"{entry_point.value!r} (group {ENTRY_POINT_GROUP!r})"
-            )
-        found[entry_point.name] = entry_point
-    return found
+BACKBONES = PluginRegistry("backbone", ENTRY_POINT_GROUP, BUILTIN_BACKBONES)
+"""The backbone registry."""
 
 
 def register_backbone(name: str, factory: BackboneFactory) -> None:
@@ -81,17 +47,14 @@ def register_backbone(name: str, factory: BackboneFactory) -> None:
     Raises:
         `ValueError`: If the name is invalid or already taken by a built-in or registered backbone.
     """
-    _check_name(name)
     if not callable(factory):
         raise ValueError(f"the factory of backbone {name!r} is not callable: {factory!r}")
-    if name in BUILTIN_BACKBONES or name in _runtime_backbones:
-        raise ValueError(f"backbone {name!r} is already registered")
-    _runtime_backbones[name] = factory
+    BACKBONES.register(name, factory)
 
 
 def available_backbones() -> list[str]:
     """The sorted names of every built-in, registered and installed backbone."""
-    return sorted({*BUILTIN_BACKBONES, *_runtime_backbones, *_entry_points()})
+    return BACKBONES.names()
 
 
 def get_backbone_factory(name: str) -> BackboneFactory:
@@ -102,15 +65,7 @@ def get_backbone_factory(name: str) -> BackboneFactory:
         `ValueError`: If no backbone has that name (the message lists the available ones), or an installed plugin
             clashes with a registered name.
     """
-    if name in _runtime_backbones:
-        return _runtime_backbones[name]
-    if name in BUILTIN_BACKBONES:
-        module_name, _, attribute = BUILTIN_BACKBONES[name].partition(":")
-        return getattr(importlib.import_module(module_name), attribute)
-    entry_points = _entry_points()
-    if name in entry_points:
-        return entry_points[name].load()
-    raise ValueError(f"unknown backbone {name!r}; available backbones: {', '.join(available_backbones())}")
+    return BACKBONES.get(name)
 
 
 def load_backbone(

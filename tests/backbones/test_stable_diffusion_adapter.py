@@ -7,17 +7,15 @@ import torch
 from diffusers import DDPMScheduler
 
 from cod_diffc import CodPipeline
-from cod_diffc.diffc.adapters.stable_diffusion import (
-    MAX_PROMPT_BYTES,
-    StableDiffusionAdapter,
-    load_stable_diffusion_backbone,
-)
+from cod_diffc.backbones import UNCONDITIONAL, denoise
+from cod_diffc.backbones.prompt import MAX_PROMPT_BYTES
+from cod_diffc.backbones.registry import available_backbones, load_backbone
+from cod_diffc.backbones.stable_diffusion import StableDiffusionAdapter, load_stable_diffusion_backbone
+from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.diffc.bitstream import read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
-from cod_diffc.diffc.codec import decode, decompress, denoise, encode
-from cod_diffc.diffc.errors import StreamError
-from cod_diffc.diffc.registry import available_backbones, load_backbone
-from cod_diffc.diffc.schedule import DiffCSchedule
+from cod_diffc.diffc.codec import decode, decompress, encode
+from cod_diffc.errors import StreamError
 
 from tiny_models import SD_IMAGE_SIZE as IMAGE_SIZE
 from tiny_models import save_tiny_sd_pipeline
@@ -69,7 +67,7 @@ class TestLoading:
         assert (low_precision.unet.dtype, low_precision.text_encoder.dtype) == (torch.bfloat16, torch.bfloat16)
         assert low_precision.vae.dtype == torch.float32
         z_t = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(1))
-        assert low_precision.predict_epsilon(z_t, torch.tensor(0.5), 1.0).dtype == torch.float32
+        assert low_precision.predict_epsilon(z_t, torch.tensor(0.5), UNCONDITIONAL, 1.0).dtype == torch.float32
         assert low_precision.fingerprint() != adapter.fingerprint()
 
     def test_empty_directory_is_a_directory_of_the_wrong_kind(self, tmp_path):
@@ -140,7 +138,7 @@ class TestTime:
         z_t = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(1))
         step = 1 / (adapter.num_train_timesteps - 1)
         lower, middle, upper = (
-            adapter.predict_epsilon(z_t, torch.tensor(t), 1.0) for t in (500 * step, 500.5 * step, 501 * step)
+            adapter.predict_epsilon(z_t, torch.tensor(t), UNCONDITIONAL, 1.0) for t in (500 * step, 500.5 * step, 501 * step)
         )
         assert not torch.equal(middle, lower) and not torch.equal(middle, upper)
         timestep = torch.tensor([500.5])
@@ -154,7 +152,7 @@ class TestPredictions:
         adapter = StableDiffusionAdapter.from_pretrained(model_dirs[prediction_type])
         z_t = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(2))
         t = torch.tensor(0.3)
-        x0_hat, eps_hat = adapter.predict_x0_and_epsilon(z_t, t, 1.0)
+        x0_hat, eps_hat = adapter.predict_x0_and_epsilon(z_t, t, UNCONDITIONAL, 1.0)
         alpha, sigma = adapter.alpha_sigma(t)
         timestep = adapter.training_timestep(t).float().reshape(1)
         output = adapter.unet(z_t, timestep, encoder_hidden_states=adapter.encode_prompt("")).sample
@@ -169,13 +167,17 @@ class TestPredictions:
         adapter = StableDiffusionAdapter.from_pretrained(model_dirs["v_prediction"], prompt=PROMPT)
         z_t = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(3))
         t = torch.tensor(0.6)
-        unconditional, conditional, guided = (adapter.predict_epsilon(z_t, t, scale) for scale in (0.0, 1.0, 2.5))
+        condition = adapter.prepare_condition(make_image())
+        unconditional, conditional, guided = (
+            adapter.predict_epsilon(z_t, t, condition, scale) for scale in (0.0, 1.0, 2.5)
+        )
         assert not torch.allclose(conditional, unconditional)
         torch.testing.assert_close(guided, unconditional + 2.5 * (conditional - unconditional), rtol=1e-5, atol=1e-5)
 
-        adapter.set_prompt("")
-        torch.testing.assert_close(adapter.predict_epsilon(z_t, t, 1.0), unconditional, rtol=1e-6, atol=1e-6)
-        assert torch.equal(adapter.predict_epsilon(z_t, t, 2.5), adapter.predict_epsilon(z_t, t, 1.0))
+        no_prompt = adapter.load_condition(b"", IMAGE_SIZE, IMAGE_SIZE)
+        assert no_prompt == UNCONDITIONAL and adapter.prompt == PROMPT  # the decoder side does not touch the prompt
+        torch.testing.assert_close(adapter.predict_epsilon(z_t, t, no_prompt, 1.0), unconditional, rtol=1e-6, atol=1e-6)
+        assert torch.equal(adapter.predict_epsilon(z_t, t, no_prompt, 2.5), adapter.predict_epsilon(z_t, t, no_prompt, 1.0))
 
     def test_too_long_or_non_text_prompt_is_refused(self, adapter):
         with pytest.raises(ValueError, match="tokens long, more than the 32 the text encoder takes"):
@@ -224,14 +226,15 @@ class TestCodec:
             progress=False,
         )
         decoder_side = StableDiffusionAdapter.from_pretrained(model_dirs[prediction_type])  # prompt from the stream
+        expected_side_info = b"\x00" + prompt.encode() if prompt else b""  # format 0: raw UTF-8
         for point in result.points:
             decoded = decode(point.stream, decoder_side, progress=False)
             assert torch.equal(decoded.latent, point.latent)
-            assert decoder_side.prompt == prompt
+            assert decoded.condition.side_info == result.condition.side_info == expected_side_info
             assert decoded.stream.encoding_guidance_scale == guidance_scale
 
             own_reconstruction = encoder_side.decode_latent(
-                denoise(point.latent, point.t, encoder_side, guidance_scale, num_steps=2, progress=False)
+                denoise(point.latent, point.t, encoder_side, result.condition, guidance_scale, num_steps=2, progress=False)
             )
             reconstruction = decompress(point.stream, decoder_side, num_denoise_steps=2, progress=False)
             assert torch.equal(reconstruction, own_reconstruction)
@@ -277,13 +280,14 @@ class TestSideInformation:
     def test_long_prompt_is_deflated_and_restored(self, model_dirs):
         prompt = " ".join(["cat"] * 24)
         encoder_side = StableDiffusionAdapter.from_pretrained(model_dirs["epsilon"], prompt=prompt)
-        side_info = encoder_side.prepare_condition(make_image())
+        condition = encoder_side.prepare_condition(make_image())
+        side_info = condition.side_info
         assert side_info[0] == 1 and len(side_info) < len(prompt) // 4
         decoder_side = StableDiffusionAdapter.from_pretrained(model_dirs["epsilon"])
-        decoder_side.load_condition(side_info, IMAGE_SIZE, IMAGE_SIZE)
-        assert decoder_side.prompt == prompt
-        decoder_side.load_condition(b"", IMAGE_SIZE, IMAGE_SIZE)
-        assert decoder_side.prompt == ""
+        decoded = decoder_side.load_condition(side_info, IMAGE_SIZE, IMAGE_SIZE)
+        assert decoded.side_info == side_info and torch.equal(decoded.value, condition.value)
+        assert decoder_side.prompt == ""  # a condition is a value: loading one leaves the adapter as it was
+        assert decoder_side.load_condition(b"", IMAGE_SIZE, IMAGE_SIZE) == UNCONDITIONAL
 
     @pytest.mark.parametrize(
         ("side_info", "message"),

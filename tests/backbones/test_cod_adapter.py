@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from cod_diffc.diffc import StreamError, decode, encode, load_backbone, read_stream
+from cod_diffc.backbones import load_backbone
+from cod_diffc.codecs.schedule import DiffCSchedule
+from cod_diffc.diffc import decode, encode, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
-from cod_diffc.diffc.schedule import DiffCSchedule
+from cod_diffc.errors import StreamError
 
 from tiny_models import save_tiny_cod
 
@@ -33,12 +35,16 @@ def test_decoder_replays_the_encoders_noisy_latent_and_condition(model_dir):
 def test_guidance_uses_the_null_condition_inside_the_window(model_dir):
     adapter = load_backbone("cod", str(model_dir))
     image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    adapter.prepare_condition(image)
+    condition = adapter.prepare_condition(image)
     shape = (1, *adapter.latent_shape(64, 64))
     x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
     inside, outside = torch.tensor(0.5), torch.tensor(0.95)
-    assert not torch.equal(adapter.predict_velocity(x, inside, 3.0), adapter.predict_velocity(x, inside, 1.0))
-    assert torch.equal(adapter.predict_velocity(x, outside, 3.0), adapter.predict_velocity(x, outside, 1.0))
+
+    def velocity(s, guidance_scale):
+        return adapter.predict_velocity(x, s, condition, guidance_scale)
+
+    assert not torch.equal(velocity(inside, 3.0), velocity(inside, 1.0))
+    assert torch.equal(velocity(outside, 3.0), velocity(outside, 1.0))
 
 
 def test_side_information_of_the_wrong_size_is_a_stream_error(model_dir):
@@ -49,7 +55,7 @@ def test_side_information_of_the_wrong_size_is_a_stream_error(model_dir):
 
 def test_fingerprint_covers_weights_and_every_setting_that_changes_outputs(model_dir, tmp_path):
     from cod_diffc import CodPipeline
-    from cod_diffc.diffc.adapters.cod import CodBackbone
+    from cod_diffc.backbones.cod import CodBackbone
 
     reference = load_backbone("cod", str(model_dir)).fingerprint()
     assert load_backbone("cod", str(model_dir)).fingerprint() == reference  # stable across loads

@@ -2,16 +2,23 @@ import pytest
 import torch
 from torch import nn
 
-from cod_diffc.diffc.adapter import FINGERPRINT_SIZE, BackboneAdapter, FlowMatchingAdapterMixin, fingerprint_state_dict
-from cod_diffc.diffc.errors import StreamError
-from cod_diffc.diffc.gaussian_backbone import GaussianBackbone
+from cod_diffc.backbones import (
+    FINGERPRINT_SIZE,
+    UNCONDITIONAL,
+    BackboneAdapter,
+    Condition,
+    FlowMatchingAdapterMixin,
+    fingerprint_state_dict,
+)
+from cod_diffc.backbones.gaussian import GaussianBackbone
+from cod_diffc.errors import StreamError
 
 
 class AnalyticFlowBackbone(FlowMatchingAdapterMixin, GaussianBackbone):
     """Gaussian data seen as a flow-matching model: its velocity is built from the analytic x0 and eps in flow
     space, and the mixin must convert it back to the same VP predictions."""
 
-    def predict_velocity(self, x_flow: torch.Tensor, s: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    def predict_velocity(self, x_flow: torch.Tensor, s: torch.Tensor, condition, guidance_scale: float) -> torch.Tensor:
         # E[x0 | x_flow] and E[eps | x_flow] for x_flow = (1 - s) x0 + s eps, derived directly in flow space.
         s = s.reshape(-1, 1, 1, 1) if s.ndim == 1 else s
         variance = (1 - s) ** 2 * self.std**2 + s**2
@@ -37,11 +44,11 @@ class TestFlowMatchingAdapterMixin:
     def test_predictions_match_the_analytic_vp_ones(self, noisy_latent, t):
         flow, analytic = AnalyticFlowBackbone(mean=0.2, std=0.7), GaussianBackbone(mean=0.2, std=0.7)
         time = torch.tensor(t)
-        flow_x0, flow_eps = flow.predict_x0_and_epsilon(noisy_latent, time, 1.0)
-        analytic_x0, analytic_eps = analytic.predict_x0_and_epsilon(noisy_latent, time, 1.0)
+        flow_x0, flow_eps = flow.predict_x0_and_epsilon(noisy_latent, time, UNCONDITIONAL, 1.0)
+        analytic_x0, analytic_eps = analytic.predict_x0_and_epsilon(noisy_latent, time, UNCONDITIONAL, 1.0)
         torch.testing.assert_close(flow_eps, analytic_eps, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(flow_x0, analytic_x0, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(flow.predict_epsilon(noisy_latent, time, 1.0), flow_eps)
+        torch.testing.assert_close(flow.predict_epsilon(noisy_latent, time, UNCONDITIONAL, 1.0), flow_eps)
 
     def test_alpha_sigma_is_variance_preserving_and_ends_at_noise_and_data(self):
         t = torch.linspace(0, 1, 11, dtype=torch.float64)
@@ -55,9 +62,9 @@ class TestFlowMatchingAdapterMixin:
         flow = AnalyticFlowBackbone(std=0.5)
         latents = torch.randn(2, 3, 2, 2, generator=torch.Generator().manual_seed(1))
         times = torch.tensor([0.3, 0.8])
-        x0, eps = flow.predict_x0_and_epsilon(latents, times, 1.0)
+        x0, eps = flow.predict_x0_and_epsilon(latents, times, UNCONDITIONAL, 1.0)
         for index in range(2):
-            single_x0, single_eps = flow.predict_x0_and_epsilon(latents[index : index + 1], times[index], 1.0)
+            single_x0, single_eps = flow.predict_x0_and_epsilon(latents[index : index + 1], times[index], UNCONDITIONAL, 1.0)
             torch.testing.assert_close(x0[index : index + 1], single_x0)
             torch.testing.assert_close(eps[index : index + 1], single_eps)
 
@@ -72,19 +79,19 @@ class TestFlowMatchingAdapterMixin:
 class TestBackboneAdapter:
     def test_default_x0_prediction_inverts_the_forward_process(self, noisy_latent):
         time = torch.tensor(0.4)
-        x0, eps = NoiseOnlyBackbone(std=0.5).predict_x0_and_epsilon(noisy_latent, time, 1.0)
-        expected_x0, expected_eps = GaussianBackbone(std=0.5).predict_x0_and_epsilon(noisy_latent, time, 1.0)
+        x0, eps = NoiseOnlyBackbone(std=0.5).predict_x0_and_epsilon(noisy_latent, time, UNCONDITIONAL, 1.0)
+        expected_x0, expected_eps = GaussianBackbone(std=0.5).predict_x0_and_epsilon(noisy_latent, time, UNCONDITIONAL, 1.0)
         torch.testing.assert_close(x0, expected_x0)
         torch.testing.assert_close(eps, expected_eps)
 
     def test_default_x0_prediction_refuses_alpha_zero(self, noisy_latent):
         with pytest.raises(ValueError, match="alpha"):
-            NoiseOnlyBackbone().predict_x0_and_epsilon(noisy_latent, torch.tensor(1.0), 1.0)
+            NoiseOnlyBackbone().predict_x0_and_epsilon(noisy_latent, torch.tensor(1.0), UNCONDITIONAL, 1.0)
 
     def test_conditionless_backbone_sends_no_side_information(self):
         backbone = GaussianBackbone()
-        assert backbone.prepare_condition(torch.zeros(1, 3, 4, 4)) == b""
-        backbone.load_condition(b"", 4, 4)
+        assert backbone.prepare_condition(torch.zeros(1, 3, 4, 4)) == UNCONDITIONAL == Condition(b"", None)
+        assert backbone.load_condition(b"", 4, 4) == UNCONDITIONAL
         with pytest.raises(StreamError, match="takes no side information"):
             backbone.load_condition(b"\x00", 4, 4)
 
@@ -105,7 +112,7 @@ class TestGaussianBackbone:
         time = torch.tensor(0.5, dtype=torch.float64)
         alpha, sigma = backbone.alpha_sigma(time)
         noisy = alpha * data + sigma * noise
-        x0_hat, eps_hat = backbone.predict_x0_and_epsilon(noisy, time, 1.0)
+        x0_hat, eps_hat = backbone.predict_x0_and_epsilon(noisy, time, UNCONDITIONAL, 1.0)
         assert abs(((noise - eps_hat) * noisy).mean().item()) < 0.01
         assert abs((noise - eps_hat).mean().item()) < 0.01
         assert ((data - x0_hat) ** 2).mean().item() == pytest.approx(backbone.posterior_mse(0.5), rel=0.02)

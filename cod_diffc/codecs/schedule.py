@@ -1,4 +1,4 @@
-"""The DiffC encoding schedule and the Gaussian reverse step between two of its times."""
+"""The time grid of the zero-shot codecs: DiffC's encoding schedule, which Turbo-DDCM and DDCM reuse."""
 
 import math
 import struct
@@ -47,41 +47,3 @@ class DiffCSchedule:
         if not 0 <= step <= self.num_steps:
             raise ValueError(f"step must lie in [0, {self.num_steps}], got {step}")
         return 1.0 - (1.0 - self.t_end) * step / self.num_steps
-
-
-@dataclass(frozen=True)
-class ReverseStep:
-    r"""
-    The Gaussian reverse step from `t` to `s < t` in VP form, shared by the model `p` and the posterior `q`:
-
-        mean = z_coefficient * z_t + x0_coefficient * x0,    std = std,
-
-    with `x0 = x0_hat` (the model's prediction) for `p` and the true `z_0` for `q` (DDPM posterior
-    `q(z_s | z_t, z_0)`). In terms of `alpha_{t|s} = alpha_t / alpha_s` and `sigma_{t|s}**2 = sigma_t**2 -
-    alpha_{t|s}**2 sigma_s**2 = (alpha_s**2 - alpha_t**2) / alpha_s**2`:
-
-        z_coefficient = alpha_{t|s} sigma_s**2 / sigma_t**2,   x0_coefficient = alpha_s sigma_{t|s}**2 / sigma_t**2,
-        std = sigma_{t|s} sigma_s / sigma_t.
-
-    At `alpha_t = 0` the step forgets `z_t`: `q` is the marginal `N(alpha_s z_0, sigma_s**2 I)`.
-    """
-
-    z_coefficient: float
-    x0_coefficient: float
-    std: float
-
-    @classmethod
-    def between(cls, alpha_t: float, sigma_t: float, alpha_s: float, sigma_s: float) -> "ReverseStep":
-        """The step from VP coefficients `(alpha_t, sigma_t)` at `t` to `(alpha_s, sigma_s)` at `s`, computed in
-        float64; requires `0 <= alpha_t < alpha_s` and `sigma_s > 0`."""
-        if not (0 <= alpha_t < alpha_s and sigma_s > 0):
-            raise ValueError(
-                f"a reverse step needs 0 <= alpha_t < alpha_s and sigma_s > 0, got alpha_t={alpha_t}, "
-                f"alpha_s={alpha_s}, sigma_s={sigma_s}"
-            )
-        sigma_ts_squared = (alpha_s**2 - alpha_t**2) / alpha_s**2
-        return cls(
-            z_coefficient=alpha_t / alpha_s * sigma_s**2 / sigma_t**2,
-            x0_coefficient=alpha_s * sigma_ts_squared / sigma_t**2,
-            std=math.sqrt(sigma_ts_squared) * sigma_s / sigma_t,
-        )

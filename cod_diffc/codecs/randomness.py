@@ -204,3 +204,57 @@ class CounterGenerator:
         words = self.random_words(torch.full_like(positions, stream), positions, 1)  # (4, size)
         sort_keys = (words[0] << 31) | (words[1] >> 1)  # 63 random bits, never negative
         return torch.argsort(sort_keys, stable=True)
+
+
+# Rows of a pool generated per call while building it (bounds the generator's temporary memory).
+_POOL_ROWS_PER_CALL = 4096
+# Pool columns are generated in multiples of this, so requests of slightly different widths share one pool.
+_POOL_COLUMN_QUANTUM = 64
+# (key, rows, device) -> (rows, width) float32 pool, the widest built so far.
+_POOL_CACHE: dict[tuple[bytes, int, str], torch.Tensor] = {}
+
+
+def gaussian_pool(key: bytes, num_rows: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    r"""
+    The first `width` columns of the first `num_rows` rows of the Gaussian pool of `key`, cached per process.
+
+    Row `r` is `CounterGenerator(key).normal` at stream 0, row `r`; column `j` does not depend on `width`, so a
+    decoder regenerates single rows without building the pool.
+
+    Args:
+        key (`bytes`): The pool's key.
+        num_rows (`int`): Rows of the pool.
+        width (`int`): Columns needed.
+        device (`torch.device` or `str`, *optional*, defaults to `"cpu"`): Where the pool lives.
+
+    Returns:
+        `torch.Tensor`: `(num_rows, width)` float32 view of the cached pool.
+    """
+    cache_key = (bytes(key), num_rows, str(torch.device(device)))
+    pool = _POOL_CACHE.get(cache_key)
+    if pool is None or pool.shape[1] < width:
+        width_built = -(-width // _POOL_COLUMN_QUANTUM) * _POOL_COLUMN_QUANTUM
+        _POOL_CACHE.pop(cache_key, None)
+        pool = None  # a narrower pool is freed before the wider one is built
+        generator = CounterGenerator(key, device)
+        pool = torch.empty(num_rows, width_built, dtype=torch.float32, device=device)
+        for start in range(0, num_rows, _POOL_ROWS_PER_CALL):
+            rows = torch.arange(start, min(start + _POOL_ROWS_PER_CALL, num_rows), device=device)
+            pool[start : start + rows.numel()] = generator.normal(torch.zeros_like(rows), rows, width_built)
+        _POOL_CACHE[cache_key] = pool
+    return pool[:, :width]
+
+
+def pool_rows(key: bytes, rows: torch.Tensor, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """`(R, width)` rows of the pool of `key`, regenerated on their own (what a decoder needs), equal to
+    `gaussian_pool(key, ...)[rows]`."""
+    return CounterGenerator(key, device).normal(torch.zeros_like(rows), rows, width)
+
+
+def seeded_normal(key: bytes, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal noise of `shape` keyed by `key`, drawn on the CPU so every device gets the same bits."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    noise = CounterGenerator(key).normal(torch.zeros(1), torch.zeros(1), numel)  # (1, numel)
+    return noise.view(*shape).to(device)

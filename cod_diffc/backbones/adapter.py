@@ -1,25 +1,31 @@
-"""The one interface between DiffC and a diffusion backbone.
+"""The one interface between a diffusion codec and a diffusion backbone.
 
-DiffC never sees a model, a scheduler or an integer timestep: it talks to a [`BackboneAdapter`], which speaks
-variance-preserving (VP) terms on a continuous time `t` in [0, 1]:
+A codec (DiffC, the DDCM family, ...) never sees a model, a scheduler or an integer timestep: it talks to a
+[`BackboneAdapter`], which speaks variance-preserving (VP) terms on a continuous time `t` in [0, 1]:
 
     z_t = alpha(t) * z_0 + sigma(t) * eps,    alpha(t)**2 + sigma(t)**2 == 1,    t = 1 is pure noise, t = 0 data.
 
-An adapter for an epsilon-prediction model (Stable Diffusion) implements [`BackboneAdapter`] directly. An adapter for
-a flow-matching model (CoD, diffusers flow models) subclasses [`FlowMatchingAdapterMixin`], which owns the one
-conversion between the diffusers flow convention and VP space, and implements only `predict_velocity`.
+Two mixins own the conversions from the two model families diffusers serves, so an adapter implements only its
+network call: [`~backbones.flow.FlowMatchingAdapterMixin`] (CoD, diffusers flow models: `predict_velocity`) and
+[`~backbones.discrete_vp.DiscreteVPAdapterMixin`] (DDPM-trained UNets from `alphas_cumprod`, epsilon- or
+v-prediction: `predict_model_output`).
+
+The condition of an image is a value, not adapter state: `prepare_condition(image)` (encoder) and
+`load_condition(side_info, H, W)` (decoder) return a [`Condition`] that every prediction takes, so one adapter serves
+any number of images, codecs and threads at once.
 """
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import StreamError
+from cod_diffc.errors import StreamError
 
 
 FINGERPRINT_SIZE = 8
@@ -58,7 +64,27 @@ def fingerprint_state_dict(
     return digest.digest()
 
 
-def _as_batch_scalar(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class Condition:
+    r"""
+    What a backbone is conditioned on for one image: the bytes a stream carries to rebuild it, and the value its
+    network takes.
+
+    Attributes:
+        side_info (`bytes`): The side information written into the stream (`b""`: none).
+        value (`Any`): The backbone's own representation (CoD: the condition maps; Stable Diffusion: the prompt
+            embeddings), opaque to codecs; `None` for a conditionless backbone.
+    """
+
+    side_info: bytes = b""
+    value: Any = None
+
+
+UNCONDITIONAL = Condition()
+"""The condition of a conditionless backbone: no side information, no value."""
+
+
+def as_batch_scalar(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshapes a 0-dim or `(B,)` time tensor to broadcast against a `(B, C, h, w)` latent."""
     t = t.to(device=like.device, dtype=like.dtype)
     return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim == 1 else t
@@ -66,7 +92,7 @@ def _as_batch_scalar(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 class BackboneAdapter(ABC):
     r"""
-    What DiffC needs from a diffusion backbone, in VP terms.
+    What a diffusion codec needs from a diffusion backbone, in VP terms.
 
     Conventions every implementation follows:
 
@@ -79,15 +105,16 @@ class BackboneAdapter(ABC):
       the same on every device), so `alpha_sigma` is plain tensor arithmetic, not a network call.
     - Everything must be deterministic: encoder and decoder call the adapter with the same inputs and must get
       bit-identical outputs on the same device, or decoding drifts.
+    - An adapter holds no per-image state: the condition is a [`Condition`] value passed to every prediction.
 
-    Lifecycle: the encoder calls `prepare_condition(image)` once (which sets up the condition, e.g. runs a condition
-    codec, and returns the side-information bytes written into the stream); the decoder calls
-    `load_condition(side_info, H, W)` with those bytes. Both then call `predict_epsilon` (through
-    `predict_x0_and_epsilon`) with the guidance scale stored in the stream. A conditionless backbone keeps the
-    default implementations, which send no side information.
+    Lifecycle: the encoder calls `prepare_condition(image)` once per image (which, for instance, runs a condition
+    codec) and writes the returned condition's `side_info` into the stream; the decoder calls
+    `load_condition(side_info, H, W)` with those bytes and gets an equal condition. Both then call
+    `predict_x0_and_epsilon(z_t, t, condition, guidance_scale)`. A conditionless backbone keeps the default
+    implementations, which return [`UNCONDITIONAL`].
 
-    [`~diffc.gaussian_backbone.GaussianBackbone`] is a complete, minimal implementation. A flow-matching backbone
-    is shorter still:
+    [`~backbones.gaussian.GaussianBackbone`] is a complete, minimal implementation. A flow-matching backbone is
+    shorter still:
 
     ```py
     class MyFlowAdapter(FlowMatchingAdapterMixin):
@@ -113,7 +140,7 @@ class BackboneAdapter(ABC):
         def decode_latent(self, latent):
             return ((latent + 1) / 2).clamp(0, 1)
 
-        def predict_velocity(self, x_flow, s, guidance_scale):
+        def predict_velocity(self, x_flow, s, condition, guidance_scale):
             return self.transformer(x_flow.to(self.dtype), s.expand(x_flow.shape[0])).sample.float()
 
         def fingerprint(self):
@@ -122,7 +149,7 @@ class BackboneAdapter(ABC):
 
     Attributes:
         name (`str`):
-            The registry name, written into every stream; [`~diffc.registry.load_backbone`] checks that the adapter
+            The registry name, written into every stream; [`~backbones.registry.load_backbone`] checks that the adapter
             it builds carries the name it was asked for. Usually a class attribute; an adapter class serving several
             registry names sets it per instance.
         default_guidance_scale (`float`):
@@ -130,7 +157,7 @@ class BackboneAdapter(ABC):
         size_multiple (`int`):
             The multiple that image sides must be for `latent_shape` (CoD: its code stride; Stable Diffusion: its
             VAE's downsampling). The codec mirror-pads other sizes up to it, records the true size in the stream and
-            crops on decode ([`~diffc.padding`]), so users can pass images of any size. Defaults to 1.
+            crops on decode ([`~backbones.padding`]), so users can pass images of any size. Defaults to 1.
     """
 
     name: str
@@ -164,13 +191,16 @@ class BackboneAdapter(ABC):
         """The VP coefficients `(alpha(t), sigma(t))`, elementwise, with the shape, dtype and device of `t`."""
 
     @abstractmethod
-    def predict_epsilon(self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    def predict_epsilon(
+        self, z_t: torch.Tensor, t: torch.Tensor, condition: Condition, guidance_scale: float
+    ) -> torch.Tensor:
         r"""
         The (guided) prediction `eps_hat(z_t, t)` of the noise in `z_t = alpha * z_0 + sigma * eps`.
 
         Args:
             z_t (`torch.Tensor`): `(1, C, h, w)` noisy latent in VP space, float32.
             t (`torch.Tensor`): 0-dim time in [0, 1].
+            condition ([`Condition`]): From `prepare_condition` or `load_condition`.
             guidance_scale (`float`): Classifier-free guidance scale (1.0: conditional prediction only).
 
         Returns:
@@ -178,14 +208,14 @@ class BackboneAdapter(ABC):
         """
 
     def predict_x0_and_epsilon(
-        self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float
+        self, z_t: torch.Tensor, t: torch.Tensor, condition: Condition, guidance_scale: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         r"""
         The predicted clean latent and noise, `(x0_hat, eps_hat)`, with `z_t = alpha * x0_hat + sigma * eps_hat`.
 
         The default derives `x0_hat = (z_t - sigma * eps_hat) / alpha` from [`predict_epsilon`], which is undefined
         where `alpha(t) == 0`. An adapter whose schedule reaches `alpha = 0` at `t = 1` (flow models) overrides
-        this method; [`FlowMatchingAdapterMixin`] does.
+        this method; [`~backbones.flow.FlowMatchingAdapterMixin`] does.
         """
         alpha, sigma = self.alpha_sigma(t)
         if bool((alpha == 0).any()):
@@ -193,22 +223,23 @@ class BackboneAdapter(ABC):
                 f"{type(self).__name__} has alpha(t) == 0 at t = {t.tolist()}, where x0_hat cannot be derived from "
                 "eps_hat; override predict_x0_and_epsilon"
             )
-        eps_hat = self.predict_epsilon(z_t, t, guidance_scale)
-        alpha, sigma = _as_batch_scalar(alpha, z_t), _as_batch_scalar(sigma, z_t)
+        eps_hat = self.predict_epsilon(z_t, t, condition, guidance_scale)
+        alpha, sigma = as_batch_scalar(alpha, z_t), as_batch_scalar(sigma, z_t)
         return (z_t - sigma * eps_hat) / alpha, eps_hat
 
-    def prepare_condition(self, image: torch.Tensor) -> bytes:
-        """Encoder side: sets up the condition from the `(1, 3, H, W)` image and returns the side-information bytes
-        that `load_condition` needs to set up the same condition. Conditionless backbones return `b""`."""
-        return b""
+    def prepare_condition(self, image: torch.Tensor) -> Condition:
+        """Encoder side: the condition of the `(1, 3, H, W)` image, whose `side_info` the stream carries so that
+        `load_condition` rebuilds an equal one. Conditionless backbones return [`UNCONDITIONAL`]."""
+        return UNCONDITIONAL
 
-    def load_condition(self, side_info: bytes, height: int, width: int) -> None:
-        """Decoder side: sets up the condition from the side-information bytes of a stream. Raises
-        [`~diffc.errors.StreamError`] for bytes it cannot parse."""
+    def load_condition(self, side_info: bytes, height: int, width: int) -> Condition:
+        """Decoder side: the condition the side-information bytes of a stream describe, for an `H x W` (padded)
+        image. Raises [`~errors.StreamError`] for bytes it cannot parse."""
         if side_info:
             raise StreamError(
                 f"backbone {self.name!r} takes no side information, but the stream carries {len(side_info)} bytes"
             )
+        return UNCONDITIONAL
 
     def working_memory_bytes(self, height: int, width: int) -> int | None:
         """An estimate of the memory one network evaluation on an `H x W` (padded) image needs beyond the weights,
@@ -219,57 +250,3 @@ class BackboneAdapter(ABC):
     def fingerprint(self) -> bytes:
         """A [`FINGERPRINT_SIZE`]-byte digest of everything that changes the adapter's outputs (weights and
         settings); see [`fingerprint_state_dict`]. A decoder refuses streams made with another fingerprint."""
-
-
-def flow_alpha_sigma(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""
-    VP coefficients of the flow noise level `s`: `x_flow = (1 - s) * x0 + s * eps` rescaled by
-    `n = sqrt((1 - s)**2 + s**2)` is the VP latent `z = x_flow / n`, with `alpha = (1 - s) / n`, `sigma = s / n`.
-    """
-    norm = torch.sqrt((1 - s) ** 2 + s**2)
-    return (1 - s) / norm, s / norm
-
-
-class FlowMatchingAdapterMixin(BackboneAdapter):
-    r"""
-    A [`BackboneAdapter`] for flow-matching models in the diffusers flow convention.
-
-    The model sees `x_flow = (1 - s) * x0 + s * eps` at noise level `s` in [0, 1] (`s = 1` pure noise) and predicts
-    the velocity `v = eps - x0`. The adapter's time is the noise level itself, `t = s`. This mixin converts once, in
-    both directions: with `n = sqrt((1 - s)**2 + s**2)`,
-
-        alpha = (1 - s) / n,   sigma = s / n,   x_flow = n * z_t,
-        x0_hat = x_flow - s * v,   eps_hat = x_flow + (1 - s) * v.
-
-    Both predictions stay finite at `s = 1`, where `alpha = 0`. A subclass implements only [`predict_velocity`]
-    (plus the image/latent, condition and fingerprint methods); a model trained in another time direction (the
-    official CoD code uses `t = 1` for data) converts its time inside `predict_velocity`.
-    """
-
-    @abstractmethod
-    def predict_velocity(self, x_flow: torch.Tensor, s: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-        r"""
-        The (guided) velocity `v_hat = eps - x0` at flow noise level `s`.
-
-        Args:
-            x_flow (`torch.Tensor`): `(1, C, h, w)` float32 flow-space sample `(1 - s) * x0 + s * eps`.
-            s (`torch.Tensor`): 0-dim noise level in [0, 1].
-            guidance_scale (`float`): Classifier-free guidance scale.
-
-        Returns:
-            `torch.Tensor`: `(1, C, h, w)` velocity, float32.
-        """
-
-    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return flow_alpha_sigma(t)
-
-    def predict_x0_and_epsilon(
-        self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        s = _as_batch_scalar(t, z_t)
-        x_flow = torch.sqrt((1 - s) ** 2 + s**2) * z_t
-        velocity = self.predict_velocity(x_flow, t, guidance_scale).to(z_t.dtype)
-        return x_flow - s * velocity, x_flow + (1 - s) * velocity
-
-    def predict_epsilon(self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-        return self.predict_x0_and_epsilon(z_t, t, guidance_scale)[1]

@@ -1,33 +1,19 @@
 r"""The Stable Diffusion backbone of DiffC: SD 1.x and 2.x (epsilon- or v-prediction) through diffusers components.
 
-Time. SD is a discrete VP model: training step `i = 0..T-1` (`T = 1000`) has `alpha_i**2 = alphas_cumprod[i]`. The
-adapter's continuous time `t` in [0, 1] maps to the fractional training timestep
-
-    tau(t) = t * (T - 1),
-
-and the log-SNR `lambda = log(alpha**2 / sigma**2)` is interpolated linearly in `tau` between the two neighbouring
-integer steps, so that
-
-    alpha(t)**2 = sigmoid(lambda(tau)),    sigma(t)**2 = sigmoid(-lambda(tau)).
-
-This agrees with `alphas_cumprod` exactly at integer steps, is continuous and strictly decreasing in between, and
-keeps `alpha**2 + sigma**2 == 1`. The UNet is fed the fractional timestep `tau` (its sinusoidal timestep embedding
-is defined for any real value). `t = 1` is training step `T - 1`, where SD's `alpha` is about 0.068 (not 0), so
-`x0_hat = (z_t - sigma * eps_hat) / alpha` is defined on the whole interval.
+Time and predictions: [`~backbones.discrete_vp.DiscreteVPAdapterMixin`] (SD's `alphas_cumprod`, `T = 1000`,
+`t = 1` is training step 999 where `alpha` is about 0.068; epsilon- or v-prediction).
 
 Latents. `encode_image` maps an image in [0, 1] to `2 * image - 1` and takes the *mean* of the VAE's posterior
 (not a sample), times the VAE's `scaling_factor`: the clean latent must be a deterministic function of the image.
 The VAE always runs in float32 (it runs once per image; the UNet and text encoder run in the adapter's dtype).
 
-Condition. An optional text prompt conditions the UNet; it travels in the stream as side information (counted in
-the rate: nothing for no prompt, else one format byte and the UTF-8 text, DEFLATE-compressed when that is shorter)
-and the decoder restores it, so the decoder needs no prompt of its own. Classifier-free guidance mixes the prompt's
+Condition. An optional text prompt conditions the UNet; it travels in the stream as side information
+([`~backbones.prompt`], counted in the rate) and the decoder restores it, so the decoder needs no prompt of its own. Classifier-free guidance mixes the prompt's
 prediction with the empty prompt's; without a prompt the two coincide and the guidance scale changes nothing.
 """
 
 import json
 import os
-import zlib
 from pathlib import Path
 
 import torch
@@ -38,73 +24,29 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ..adapter import BackboneAdapter, _as_batch_scalar, fingerprint_state_dict
-from ..errors import StreamError
-from ..resources import vae_decode_bytes_per_pixel
+from .adapter import Condition, fingerprint_state_dict
+from .discrete_vp import DiscreteVPAdapterMixin
+from .fingerprint_cache import cached_fingerprint
+from .prompt import check_prompt, pack_prompt, unpack_prompt
+from .resources import vae_decode_bytes_per_pixel
 
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 """Hub id loaded when no model is given."""
 
-MAX_PROMPT_BYTES = 4096
-"""Largest prompt, in UTF-8 bytes, that a stream may carry."""
-
 PIPELINE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 """The subfolders of a diffusers Stable Diffusion pipeline that the adapter loads."""
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
-
-# The side information is empty for no prompt, else one format byte and the prompt: raw UTF-8, or raw DEFLATE
-# (RFC 1951, no zlib header) of the UTF-8 when that is shorter.
-_PROMPT_UTF8 = 0
-_PROMPT_DEFLATE = 1
-
-
-def _pack_prompt(prompt: str) -> bytes:
-    """The side-information bytes of `prompt`: `b""` for no prompt, else the shorter of the two formats."""
-    if not prompt:
-        return b""
-    text = prompt.encode("utf-8")
-    compressor = zlib.compressobj(level=9, wbits=-15)
-    deflated = compressor.compress(text) + compressor.flush()
-    if len(deflated) < len(text):
-        return bytes([_PROMPT_DEFLATE]) + deflated
-    return bytes([_PROMPT_UTF8]) + text
-
-
-def _unpack_prompt(side_info: bytes) -> str:
-    """The prompt of [`_pack_prompt`]'s bytes; raises [`StreamError`] for bytes it did not write."""
-    if not side_info:
-        return ""
-    method, payload = side_info[0], side_info[1:]
-    if method == _PROMPT_UTF8:
-        text = payload
-    elif method == _PROMPT_DEFLATE:
-        decompressor = zlib.decompressobj(wbits=-15)
-        try:
-            text = decompressor.decompress(payload, MAX_PROMPT_BYTES + 1)
-        except zlib.error as error:
-            raise StreamError(f"corrupt compressed prompt in the side information: {error}") from None
-        if not decompressor.eof or decompressor.unused_data or decompressor.unconsumed_tail:
-            raise StreamError(
-                f"the compressed prompt in the side information is truncated, has trailing bytes or exceeds "
-                f"{MAX_PROMPT_BYTES} bytes"
-            )
-    else:
-        raise StreamError(f"unknown prompt format {method} in the side information of a Stable Diffusion stream")
-    if not 0 < len(text) <= MAX_PROMPT_BYTES:
-        raise StreamError(f"the prompt in the side information must be 1-{MAX_PROMPT_BYTES} bytes, got {len(text)}")
-    try:
-        return text.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise StreamError(f"the prompt in the side information is not UTF-8: {error}") from None
+FINGERPRINTED_COMPONENTS = ("unet", "vae", "text_encoder", "scheduler")
+"""The subfolders whose files (weights and configurations) change the adapter's outputs."""
 
 
 def _locate_pipeline(
     model: str | os.PathLike, cache_dir: str | os.PathLike | None, allow_download: bool
-) -> tuple[str, bool]:
+) -> tuple[str, bool, Path]:
     r"""
-    Checks that `model` is a Stable Diffusion pipeline and returns `(location, is_local)` for `from_pretrained`.
+    Checks that `model` is a Stable Diffusion pipeline and returns `(location, is_local, folder)`: what
+    `from_pretrained` takes, and the folder its files are read from (a hub id's snapshot in the cache).
 
     A local directory must hold a diffusers `model_index.json` naming every component the adapter loads; anything
     else is looked up as a hub id, in the Hugging Face cache only unless `allow_download`.
@@ -117,7 +59,7 @@ def _locate_pipeline(
                 f"model directory of the wrong kind: {path} has no model_index.json; expected a Stable Diffusion "
                 f"pipeline saved by diffusers (model_index.json and the subfolders {', '.join(PIPELINE_COMPONENTS)})"
             )
-        location, is_local = str(path), True
+        location, is_local, folder = str(path), True, path
     elif path.exists():
         raise ValueError(f"model {path} is a file; expected a Stable Diffusion pipeline directory or a hub id")
     else:
@@ -131,7 +73,7 @@ def _locate_pipeline(
             )
         except LocalEntryNotFoundError:
             raise FileNotFoundError(_not_cached_message(str(model))) from None
-        location, is_local = str(model), False
+        location, is_local, folder = str(model), False, Path(index_path).parent
 
     index = json.loads(Path(index_path).read_text())
     missing = [name for name in PIPELINE_COMPONENTS if not (isinstance(index.get(name), list) and index[name][0])]
@@ -140,7 +82,7 @@ def _locate_pipeline(
             f"model directory of the wrong kind: {model} holds a {index.get('_class_name', 'pipeline')}, not a Stable "
             f"Diffusion pipeline (its model_index.json lacks {', '.join(missing)})"
         )
-    return location, is_local
+    return location, is_local, folder
 
 
 def _not_cached_message(repo_id: str) -> str:
@@ -152,9 +94,9 @@ def _not_cached_message(repo_id: str) -> str:
     )
 
 
-class StableDiffusionAdapter(BackboneAdapter):
+class StableDiffusionAdapter(DiscreteVPAdapterMixin):
     r"""
-    A DiffC backbone on a Stable Diffusion 1.x / 2.x UNet, its VAE and its CLIP text encoder.
+    A backbone on a Stable Diffusion 1.x / 2.x UNet, its VAE and its CLIP text encoder.
 
     See the module docstring for the time mapping, the latent and the prompt. Build it from a pipeline directory
     or hub id with [`~StableDiffusionAdapter.from_pretrained`] (what `load_backbone("sd", model)` does), or from
@@ -177,7 +119,8 @@ class StableDiffusionAdapter(BackboneAdapter):
         scheduler (`SchedulerMixin`):
             Any diffusers scheduler of the model with `alphas_cumprod` (DDPM, DDIM, PNDM, Euler, ...); only its
             `alphas_cumprod` and `config.prediction_type` (`"epsilon"` or `"v_prediction"`) are used.
-        prompt (`str`, defaults to `""`): The encoder's text prompt; see [`set_prompt`].
+        prompt (`str`, defaults to `""`): The text prompt [`prepare_condition`] conditions on (encoder side); see
+            [`set_prompt`].
     """
 
     name = "sd"
@@ -192,10 +135,10 @@ class StableDiffusionAdapter(BackboneAdapter):
         prompt: str = "",
     ):
         prediction_type = scheduler.config.get("prediction_type", "epsilon")
-        if prediction_type not in PREDICTION_TYPES:
+        if prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(
-                f"Stable Diffusion prediction type {prediction_type!r} is not supported; expected one of "
-                f"{', '.join(PREDICTION_TYPES)}"
+                f"Stable Diffusion prediction type {prediction_type!r} is not supported; expected epsilon or "
+                "v_prediction"
             )
         if unet.config.addition_embed_type is not None:
             raise ValueError(
@@ -209,25 +152,17 @@ class StableDiffusionAdapter(BackboneAdapter):
                 f"has {latent_channels}; inpainting and upscaling UNets are not supported"
             )
         alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)
-        if alphas_cumprod is None or alphas_cumprod.ndim != 1 or len(alphas_cumprod) < 2:
+        if alphas_cumprod is None:
             raise ValueError(f"{type(scheduler).__name__} has no alphas_cumprod table of a discrete VP schedule")
-        alphas_cumprod = alphas_cumprod.to("cpu", torch.float64)  # (T,)
-        inside_unit_interval = bool(((alphas_cumprod > 0) & (alphas_cumprod < 1)).all())
-        if not (inside_unit_interval and bool((alphas_cumprod.diff() < 0).all())):
-            raise ValueError(
-                "alphas_cumprod must decrease strictly inside (0, 1); schedules reaching alpha = 0 (zero terminal "
-                "SNR) are not supported"
-            )
+        self.set_discrete_schedule(alphas_cumprod, prediction_type)
 
         self.unet = unet.eval().requires_grad_(False)
         self.text_encoder = text_encoder.to(unet.device).eval().requires_grad_(False)
         self.vae = vae.to(unet.device, torch.float32).eval().requires_grad_(False)
         self.tokenizer = tokenizer
-        self.prediction_type: str = prediction_type
-        self.alphas_cumprod = alphas_cumprod
-        self._log_snr = alphas_cumprod.log() - (-alphas_cumprod).log1p()  # (T,), decreasing
         self._empty_prompt_embeds = self.encode_prompt("")  # (1, L, D)
         self._fingerprint: bytes | None = None
+        self.model_files: list[Path] = []  # what `from_pretrained` read; keys the fingerprint cache
         self.set_prompt(prompt)
 
     @classmethod
@@ -265,7 +200,7 @@ class StableDiffusionAdapter(BackboneAdapter):
         device = torch.device(device)
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
-        location, is_local = _locate_pipeline(model, cache_dir, allow_download)
+        location, is_local, folder = _locate_pipeline(model, cache_dir, allow_download)
         hub_options = {"cache_dir": cache_dir, "local_files_only": not allow_download}
         try:
             unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", dtype=dtype, **hub_options)
@@ -280,7 +215,11 @@ class StableDiffusionAdapter(BackboneAdapter):
             if is_local:
                 raise
             raise FileNotFoundError(_not_cached_message(location)) from error
-        return cls(unet.to(device), vae, text_encoder, tokenizer, scheduler, prompt=prompt)
+        adapter = cls(unet.to(device), vae, text_encoder, tokenizer, scheduler, prompt=prompt)
+        adapter.model_files = sorted(
+            path for name in FINGERPRINTED_COMPONENTS for path in (folder / name).rglob("*") if path.is_file()
+        )
+        return adapter
 
     @property
     def device(self) -> torch.device:
@@ -291,24 +230,14 @@ class StableDiffusionAdapter(BackboneAdapter):
         return self.unet.dtype
 
     @property
-    def num_train_timesteps(self) -> int:
-        """`T`, the number of discrete training steps."""
-        return len(self.alphas_cumprod)
-
-    @property
     def prompt(self) -> str:
-        """The current text prompt (`""`: none)."""
+        """The text prompt [`prepare_condition`] conditions on (`""`: none)."""
         return self._prompt
 
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        r"""
-        The text encoder's `(1, L, D)` hidden states of `prompt`, padded to the tokenizer's `model_max_length`, in
-        the UNet's dtype.
-
-        Raises:
-            `ValueError`: If the prompt is longer than the text encoder takes (the tokens are not truncated: a
-                stream would carry bytes the model never sees).
-        """
+    def _prompt_token_ids(self, prompt: str) -> torch.Tensor:
+        """The `(1, L)` token ids of `prompt`, padded to the tokenizer's `model_max_length`; `ValueError` for a prompt
+        longer than the text encoder takes (the tokens are not truncated: a stream would carry bytes the model never
+        sees)."""
         max_length = self.tokenizer.model_max_length
         input_ids = self.tokenizer(
             prompt, padding="max_length", max_length=max_length, truncation=False, return_tensors="pt"
@@ -318,17 +247,18 @@ class StableDiffusionAdapter(BackboneAdapter):
                 f"the prompt is {input_ids.shape[1]} tokens long, more than the {max_length} the text encoder takes; "
                 "shorten it"
             )
-        hidden_states = self.text_encoder(input_ids.to(self.device))[0]  # (1, L, D)
+        return input_ids
+
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """The text encoder's `(1, L, D)` hidden states of `prompt` in the UNet's dtype (see [`_prompt_token_ids`])."""
+        hidden_states = self.text_encoder(self._prompt_token_ids(prompt).to(self.device))[0]  # (1, L, D)
         return hidden_states.to(self.dtype)
 
     def set_prompt(self, prompt: str) -> None:
-        """Sets the text prompt that conditions the UNet (`""`: none). The encoder sends it in the stream, and
-        [`load_condition`] sets it on the decoder side."""
-        if not isinstance(prompt, str):
-            raise ValueError(f"the prompt must be a string, got {prompt!r}")
-        if len(prompt.encode("utf-8")) > MAX_PROMPT_BYTES:
-            raise ValueError(f"the prompt must be at most {MAX_PROMPT_BYTES} bytes in UTF-8")
-        self._prompt_embeds = self.encode_prompt(prompt) if prompt else self._empty_prompt_embeds
+        """Sets the text prompt (`""`: none) that [`prepare_condition`] conditions the UNet on and sends in the
+        stream; a decoder reads it from the stream instead."""
+        check_prompt(prompt)
+        self._prompt_token_ids(prompt)
         self._prompt = prompt
 
     @property
@@ -358,65 +288,61 @@ class StableDiffusionAdapter(BackboneAdapter):
         image = self.vae.decode(latent).sample  # (1, 3, H, W) in [-1, 1]
         return ((image + 1) / 2).clamp(0, 1)
 
-    def training_timestep(self, t: torch.Tensor) -> torch.Tensor:
-        """The fractional training timestep `tau = t * (T - 1)` of time `t`, in float64 on the CPU."""
-        t = t.detach().to("cpu", torch.float64)
-        if bool(((t < 0) | (t > 1)).any()):
-            raise ValueError(f"t must lie in [0, 1], got {t.tolist()}")
-        return t * (self.num_train_timesteps - 1)
+    def _condition_of(self, prompt: str) -> Condition:
+        """The condition of `prompt`: its side information and `(1, L, D)` embeddings (`None`: no prompt)."""
+        return Condition(side_info=pack_prompt(prompt), value=self.encode_prompt(prompt) if prompt else None)
 
-    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        timestep = self.training_timestep(t)
-        lower = timestep.floor().long().clamp(max=self.num_train_timesteps - 2)
-        log_snr = torch.lerp(self._log_snr[lower], self._log_snr[lower + 1], timestep - lower)
-        alpha, sigma = torch.sigmoid(log_snr).sqrt(), torch.sigmoid(-log_snr).sqrt()
-        return alpha.to(t.device, t.dtype), sigma.to(t.device, t.dtype)
+    def prepare_condition(self, image: torch.Tensor) -> Condition:
+        return self._condition_of(self._prompt)
 
-    def predict_epsilon(self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    def load_condition(self, side_info: bytes, height: int, width: int) -> Condition:
+        return self._condition_of(unpack_prompt(side_info))
+
+    def predict_model_output(
+        self, z_t: torch.Tensor, timestep: torch.Tensor, condition: Condition, guidance_scale: float
+    ) -> torch.Tensor:
         batch_size = z_t.shape[0]
-        timestep = self.training_timestep(t).to(self.device, torch.float32).expand(batch_size)  # (B,)
         sample = z_t.to(self.dtype)  # (B, C, h, w)
-        prompt_embeds = self._prompt_embeds.expand(batch_size, -1, -1)  # (B, L, D)
+        empty_embeds = self._empty_prompt_embeds.expand(batch_size, -1, -1)  # (B, L, D)
         # Without a prompt the conditional prediction is the unconditional one: guidance changes nothing.
-        if guidance_scale == 1 or not self._prompt:
-            model_output = self.unet(sample, timestep, encoder_hidden_states=prompt_embeds).sample.float()
-        else:
-            empty_embeds = self._empty_prompt_embeds.expand(batch_size, -1, -1)  # (B, L, D)
-            output_uncond, output_cond = (
-                self.unet(
-                    torch.cat([sample, sample]),
-                    torch.cat([timestep, timestep]),
-                    encoder_hidden_states=torch.cat([empty_embeds, prompt_embeds]),
-                )
-                .sample.float()
-                .chunk(2)
+        if condition.value is None:
+            return self.unet(sample, timestep, encoder_hidden_states=empty_embeds).sample.float()
+        prompt_embeds = condition.value.expand(batch_size, -1, -1)  # (B, L, D)
+        if guidance_scale == 1:
+            return self.unet(sample, timestep, encoder_hidden_states=prompt_embeds).sample.float()
+        output_uncond, output_cond = (
+            self.unet(
+                torch.cat([sample, sample]),
+                torch.cat([timestep, timestep]),
+                encoder_hidden_states=torch.cat([empty_embeds, prompt_embeds]),
             )
-            model_output = output_uncond + guidance_scale * (output_cond - output_uncond)
-        if self.prediction_type == "epsilon":
-            return model_output
-        # v = alpha * eps - sigma * x0 and z_t = alpha * x0 + sigma * eps give eps = alpha * v + sigma * z_t.
-        alpha, sigma = (_as_batch_scalar(coefficient, z_t) for coefficient in self.alpha_sigma(t))
-        return alpha * model_output + sigma * z_t.float()
+            .sample.float()
+            .chunk(2)
+        )
+        return output_uncond + guidance_scale * (output_cond - output_uncond)
 
-    def prepare_condition(self, image: torch.Tensor) -> bytes:
-        return _pack_prompt(self._prompt)
-
-    def load_condition(self, side_info: bytes, height: int, width: int) -> None:
-        self.set_prompt(_unpack_prompt(side_info))
+    def _weights_fingerprint(self) -> bytes:
+        weights = {
+            f"{prefix}.{key}": tensor
+            for prefix, module in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
+            for key, tensor in module.state_dict().items()
+        }
+        weights["scheduler.alphas_cumprod"] = self.alphas_cumprod
+        config = {"prediction_type": self.prediction_type, "scaling_factor": self.vae.config.scaling_factor}
+        return fingerprint_state_dict(weights, config)
 
     def fingerprint(self) -> bytes:
         """A digest of the UNet, VAE and text encoder weights, `alphas_cumprod`, the prediction type and the latent
-        scaling; computed on first use and cached. Weights are hashed in their loaded dtype: the same model in
-        float16 and in float32 predicts differently, so a decoder must run the encoder's dtype."""
+        scaling. Weights are hashed in their loaded dtype: the same model in float16 and in float32 predicts
+        differently, so a decoder must run the encoder's dtype. Computed once per adapter, and for a model loaded
+        from files once per version of those files ([`~backbones.fingerprint_cache`]): a billion weights are not
+        read again on every load."""
         if self._fingerprint is None:
-            weights = {
-                f"{prefix}.{key}": tensor
-                for prefix, module in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
-                for key, tensor in module.state_dict().items()
-            }
-            weights["scheduler.alphas_cumprod"] = self.alphas_cumprod
-            config = {"prediction_type": self.prediction_type, "scaling_factor": self.vae.config.scaling_factor}
-            self._fingerprint = fingerprint_state_dict(weights, config)
+            if self.model_files:
+                settings = {"adapter": "sd", "dtype": str(self.dtype), "prediction_type": self.prediction_type}
+                self._fingerprint = cached_fingerprint(self.model_files, settings, self._weights_fingerprint)
+            else:
+                self._fingerprint = self._weights_fingerprint()
         return self._fingerprint
 
 

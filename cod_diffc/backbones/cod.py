@@ -1,8 +1,9 @@
-"""DiffC on CoD: the CoD pipeline (pixel or latent) behind the [`BackboneAdapter`] interface.
+"""The CoD pipeline (pixel or latent) behind the [`~backbones.adapter.BackboneAdapter`] interface.
 
 The CoD condition, the vector-quantised indices of the condition codec, is the stream's side information (128 bytes
-for a 512x512 image with the released codec); the decoder rebuilds the condition map from it, so a stream cut at
-step 0 is the standalone CoD codec (condition only). Guidance uses CoD's null condition inside the release's window.
+for a 512x512 image with the released codec); the decoder rebuilds the condition map from it, so a stream that sends
+nothing else is the standalone CoD codec (condition only). Guidance uses CoD's null condition inside the release's
+window.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..adapter import FlowMatchingAdapterMixin, fingerprint_state_dict
-from ..errors import StreamError
-from ..resources import vae_decode_bytes_per_pixel
+from cod_diffc.errors import StreamError
+
+from .adapter import Condition, fingerprint_state_dict
+from .fingerprint_cache import cached_fingerprint
+from .flow import FlowMatchingAdapterMixin
+from .resources import vae_decode_bytes_per_pixel
 
 
 if TYPE_CHECKING:
@@ -24,7 +28,8 @@ if TYPE_CHECKING:
 
 class CodBackbone(FlowMatchingAdapterMixin):
     r"""
-    A [`~cod_diffc.CodPipeline`] as a DiffC backbone.
+    A [`~cod_diffc.CodPipeline`] as a backbone. Its [`~backbones.adapter.Condition`] value is the pair
+    `(condition, null_condition)` of `(1, C, H/16, W/16)` maps in the transformer's dtype.
 
     Args:
         pipeline ([`~cod_diffc.CodPipeline`]): the model; its transformer's device and dtype are the adapter's.
@@ -36,8 +41,7 @@ class CodBackbone(FlowMatchingAdapterMixin):
         self.pipeline = pipeline
         self.pipeline.set_progress_bar_config(disable=True)
         self.default_guidance_scale = float(pipeline.config.default_guidance_scale)
-        self._condition: torch.Tensor | None = None  # (1, C, H/16, W/16)
-        self._null_condition: torch.Tensor | None = None
+        self.model_files: list[Path] = []  # what `load_cod_backbone` read; keys the fingerprint cache
         self._fingerprint: bytes | None = None
 
     @property
@@ -84,51 +88,61 @@ class CodBackbone(FlowMatchingAdapterMixin):
         return ((images + 1.0) / 2.0).clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def prepare_condition(self, image: torch.Tensor) -> bytes:
+    def prepare_condition(self, image: torch.Tensor) -> Condition:
         codec = self.pipeline.condition_codec
         images = image.to(device=self.device, dtype=codec.dtype)
         ((side_info,),) = codec.compress(images)["strings"]
-        self.load_condition(side_info, image.shape[-2], image.shape[-1])
-        return side_info
+        return self.load_condition(side_info, image.shape[-2], image.shape[-1])
 
     @torch.no_grad()
-    def load_condition(self, side_info: bytes, height: int, width: int) -> None:
+    def load_condition(self, side_info: bytes, height: int, width: int) -> Condition:
         codec = self.pipeline.condition_codec
         try:
             shape = codec.code_grid_size(height, width)
-            condition = codec.decompress([[side_info]], shape)["condition"]
+            condition = codec.decompress([[side_info]], shape)["condition"]  # (1, C, H/16, W/16)
         except ValueError as error:
             raise StreamError(f"the stream's CoD condition does not fit a {height}x{width} image: {error}") from None
-        self._condition = condition.to(self.dtype)
-        self._null_condition = codec.null_condition(height, width).to(self.dtype)
+        null_condition = codec.null_condition(height, width)
+        return Condition(side_info=side_info, value=(condition.to(self.dtype), null_condition.to(self.dtype)))
 
     @torch.no_grad()
-    def predict_velocity(self, x_flow: torch.Tensor, s: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-        if self._condition is None:
-            raise RuntimeError("set the condition first: prepare_condition() (encoder) or load_condition() (decoder)")
+    def predict_velocity(
+        self, x_flow: torch.Tensor, s: torch.Tensor, condition: Condition, guidance_scale: float
+    ) -> torch.Tensor:
+        if condition.value is None:
+            raise ValueError("the CoD backbone needs the image's condition: prepare_condition() or load_condition()")
+        cod_condition, null_condition = condition.value
         sigma = s.reshape(-1)[0] if s.ndim else s
         velocity = self.pipeline.guided_velocity(
-            x_flow.to(self.dtype), sigma, self._condition, self._null_condition, guidance_scale
+            x_flow.to(self.dtype), sigma, cod_condition, null_condition, guidance_scale
         )
         return velocity.float()
 
+    def _weights_fingerprint(self) -> bytes:
+        components = {"transformer": self.pipeline.transformer, "condition_codec": self.pipeline.condition_codec}
+        if self.pipeline.vae is not None:
+            components["vae"] = self.pipeline.vae
+        weights = {
+            f"{name}.{key}": value for name, module in components.items() for key, value in module.state_dict().items()
+        }
+        settings = {
+            f"{name}.config": {key: value for key, value in module.config.items() if not key.startswith("_")}
+            for name, module in components.items()
+        }
+        settings["latent_scale"] = self.pipeline.latent_scale
+        settings["guidance_interval"] = list(self.pipeline.config.guidance_interval)
+        return fingerprint_state_dict(weights, settings)
+
     def fingerprint(self) -> bytes:
+        """A digest of the transformer, condition codec and VAE weights (in their loaded dtype) and every setting
+        that changes the outputs; for a model loaded from a folder, computed once per version of its files
+        ([`~backbones.fingerprint_cache`])."""
         if self._fingerprint is None:
-            components = {"transformer": self.pipeline.transformer, "condition_codec": self.pipeline.condition_codec}
-            if self.pipeline.vae is not None:
-                components["vae"] = self.pipeline.vae
-            weights = {
-                f"{name}.{key}": value
-                for name, module in components.items()
-                for key, value in module.state_dict().items()
-            }
-            settings = {
-                f"{name}.config": {key: value for key, value in module.config.items() if not key.startswith("_")}
-                for name, module in components.items()
-            }
-            settings["latent_scale"] = self.pipeline.latent_scale
-            settings["guidance_interval"] = list(self.pipeline.config.guidance_interval)
-            self._fingerprint = fingerprint_state_dict(weights, settings)
+            if self.model_files:
+                settings = {"adapter": "cod", "dtype": str(self.dtype)}
+                self._fingerprint = cached_fingerprint(self.model_files, settings, self._weights_fingerprint)
+            else:
+                self._fingerprint = self._weights_fingerprint()
         return self._fingerprint
 
 
@@ -163,4 +177,7 @@ def load_cod_backbone(
     # Weights may be stored in half precision (the embedded model is); compute in float32 unless told otherwise.
     dtype = torch.float32 if dtype is None else dtype
     pipeline = CodPipeline.from_pretrained(str(model), local_files_only=not allow_download, dtype=dtype)
-    return CodBackbone(pipeline.to(device))
+    adapter = CodBackbone(pipeline.to(device))
+    if Path(model).is_dir():
+        adapter.model_files = sorted(path for path in Path(model).rglob("*") if path.is_file())
+    return adapter

@@ -1,10 +1,10 @@
-"""An analytic DiffC backbone: Gaussian data, for which the optimal denoiser is known in closed form.
+"""An analytic backbone: Gaussian data, for which the optimal denoiser is known in closed form.
 
 With data `z_0 ~ N(m, s**2 I)` and `z_t = alpha * z_0 + sigma * eps`, the posterior is Gaussian and
 
     E[z_0 | z_t] = m + alpha * s**2 / r**2 * (z_t - alpha * m),    E[eps | z_t] = sigma / r**2 * (z_t - alpha * m),
 
-with `r**2 = alpha**2 * s**2 + sigma**2`, so DiffC's rates and distortions can be checked against theory. It uses the
+with `r**2 = alpha**2 * s**2 + sigma**2`, so a codec's rates and distortions can be checked against theory. It uses the
 noise schedule of a flow-matching model (`alpha = (1 - t) / n`, `sigma = t / n`, `n = sqrt((1 - t)**2 + t**2)`), like
 CoD, and is registered as the `"gaussian"` backbone: a toy for tests, demos and new codec code.
 """
@@ -16,7 +16,8 @@ import struct
 import torch
 import torch.nn.functional as F
 
-from .adapter import FINGERPRINT_SIZE, BackboneAdapter, _as_batch_scalar, flow_alpha_sigma
+from .adapter import FINGERPRINT_SIZE, BackboneAdapter, Condition, as_batch_scalar
+from .flow import flow_alpha_sigma
 
 
 class GaussianBackbone(BackboneAdapter):
@@ -72,17 +73,19 @@ class GaussianBackbone(BackboneAdapter):
 
     def _posterior_means(self, z_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(E[z_0 | z_t], E[eps | z_t])` in closed form; both finite for every `t` in [0, 1]."""
-        alpha, sigma = (_as_batch_scalar(coefficient, z_t) for coefficient in self.alpha_sigma(t))
+        alpha, sigma = (as_batch_scalar(coefficient, z_t) for coefficient in self.alpha_sigma(t))
         residual = z_t - alpha * self.mean
         variance = alpha**2 * self.std**2 + sigma**2  # Var(z_t), per coordinate
         return self.mean + alpha * self.std**2 / variance * residual, sigma / variance * residual
 
     def predict_x0_and_epsilon(
-        self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float
+        self, z_t: torch.Tensor, t: torch.Tensor, condition: Condition, guidance_scale: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self._posterior_means(z_t, t)
 
-    def predict_epsilon(self, z_t: torch.Tensor, t: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    def predict_epsilon(
+        self, z_t: torch.Tensor, t: torch.Tensor, condition: Condition, guidance_scale: float
+    ) -> torch.Tensor:
         return self._posterior_means(z_t, t)[1]
 
     def fingerprint(self) -> bytes:
