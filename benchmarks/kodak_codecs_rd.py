@@ -5,7 +5,7 @@
         --mixed_precision no --dynamo_backend no benchmarks/kodak_codecs_rd.py --resume   # both cores, by image
 
 `cod-diffc evaluate` codes the 24 Kodak centre crops (`benchmarks/kodak.py`) with Turbo-DDCM, and the first
-`--ddcm-images` of them with DDCM (its 200 steps make it the slowest), on `cod-pixel-small`, every target from the
+`--ddcm-images` of them with DDCM (its 100 one-atom steps make it the slowest), on `cod-pixel-small`, every target from the
 lowest each reaches to 0.5 bpp, each stream decoded both ways (`flow`, `mean`). DiffC's points are those of
 `benchmarks/kodak_embedded_rd.py` (`results/kodak_embedded/`, same crops, model and decodes), restated at the bytes
 of the current format: its stored streams are rewritten with `write_stream(read_stream(...))`, which changes their
@@ -165,7 +165,7 @@ def time_one_image(size: int) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="side of the centre crops (multiple of 32)")
-    parser.add_argument("--ddcm-images", type=int, default=8, help="how many crops DDCM codes (the first ones)")
+    parser.add_argument("--ddcm-images", type=int, default=6, help="how many crops DDCM codes (the first ones)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--skip-timing", action="store_true", help="leave out the 512x512 timing")
     args = parser.parse_args()

@@ -9,6 +9,7 @@ r"""The payload of a DDCM-family stream in the shared container ([`~codecs.conta
     block width                 varint         most coordinates per block, 1 to 2**20
     atoms per step              varint         M atoms per block and step (1 for DDCM)
     stop step                   varint         number of coded steps, 0..num_steps
+    steps with one more atom    varint         the first E coded steps take M + 1 atoms (0 for DDCM)
     atom choices                varint + len   the mixed-radix integer of every choice ([`~ddcm.index_coding`])
 
 Which variant made the stream (signed multi-atom Turbo-DDCM, or single-atom DDCM) is the container's codec name.
@@ -38,6 +39,7 @@ class DDCMPayload:
         block_width (`int`): Most coordinates per block.
         num_atoms (`int`): `M`, atoms per block and step.
         stop_step (`int`): Steps coded.
+        extra_atom_steps (`int`): `E`: steps `0..E-1` take `M + 1` atoms (finer rate control).
         choices (`bytes`): The packed atom choices.
     """
 
@@ -48,6 +50,7 @@ class DDCMPayload:
     block_width: int
     num_atoms: int
     stop_step: int
+    extra_atom_steps: int
     choices: bytes
 
     def __post_init__(self):
@@ -59,16 +62,21 @@ class DDCMPayload:
             raise ValueError(f"codebook size must be 2**1 to 2**{MAX_CODEBOOK_BITS}, got 2**{self.codebook_bits}")
         if not 1 <= self.block_width <= MAX_BLOCK_WIDTH:
             raise ValueError(f"block width must lie in [1, {MAX_BLOCK_WIDTH}], got {self.block_width}")
-        if not 1 <= self.num_atoms <= min(MAX_ATOMS, 2**self.codebook_bits):
-            raise ValueError(
-                f"atoms per step must lie in [1, {min(MAX_ATOMS, 2**self.codebook_bits)}], got {self.num_atoms}"
-            )
+        most_atoms = min(MAX_ATOMS, 2**self.codebook_bits)
+        if not 1 <= self.num_atoms + (self.extra_atom_steps > 0) <= most_atoms:
+            raise ValueError(f"atoms per step must lie in [1, {most_atoms}], got {self.num_atoms} (+1 in some steps)")
         if not 0 <= self.stop_step <= self.schedule.num_steps:
             raise ValueError(f"stop step {self.stop_step} outside [0, {self.schedule.num_steps}]")
+        if not 0 <= self.extra_atom_steps <= self.stop_step:
+            raise ValueError(f"steps with one more atom {self.extra_atom_steps} outside [0, {self.stop_step}]")
 
     @property
     def codebook_size(self) -> int:
         return 2**self.codebook_bits
+
+    def atoms_at(self, step: int) -> int:
+        """Atoms per block in coded step `step`."""
+        return self.num_atoms + (step < self.extra_atom_steps)
 
 
 def write_payload(payload: DDCMPayload) -> bytes:
@@ -83,6 +91,7 @@ def write_payload(payload: DDCMPayload) -> bytes:
             varint(payload.block_width),
             varint(payload.num_atoms),
             varint(payload.stop_step),
+            varint(payload.extra_atom_steps),
             sized(payload.choices),
         ]
     )
@@ -104,6 +113,7 @@ def read_payload(data: bytes) -> DDCMPayload:
             "num_atoms": reader.varint("atoms per step", MAX_ATOMS, min_value=1),
         }
         fields["stop_step"] = reader.varint("stop step", fields["schedule"].num_steps)
+        fields["extra_atom_steps"] = reader.varint("steps with one more atom", fields["stop_step"])
         fields["choices"] = reader.sized("atom choices")
         reader.finish()
         return DDCMPayload(**fields)

@@ -21,7 +21,8 @@ The choices are all the stream carries besides the backbone's condition ([`~ddcm
 decoder replays the sampler with the same codebooks ([`~ddcm.codebook`], regenerating only the atoms chosen) and
 needs no channel simulation: decoding is the sampler itself. The first `stop_step` steps are coded; the decoder
 then denoises the noisy latent at `t_stop` (probability-flow ODE or posterior mean), as DiffC's does. Rate control
-by target bpp: all steps with the most atoms per step that fit, else one atom per step over as many steps as fit.
+by target bpp: all steps with the most atoms per step `M` that fit, else one atom per step over as many steps as
+fit; then the first `E` steps take one atom more, for as many steps as the remaining bytes allow.
 
 What this implementation adds to the papers, for large latents on a CPU: a latent of more than `block_width`
 coordinates is split into blocks, each with its own codebook drawn from one shared atom pool (see
@@ -30,6 +31,7 @@ Turbo-DDCM's coefficients are unit signs (no magnitude levels), and the schedule
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -64,6 +66,9 @@ class DDCMVariant:
         schedule ([`~codecs.schedule.DiffCSchedule`]): The step times.
         codebook_bits (`int`): `log2 K`, atoms per block and step.
         block_width (`int`): Most latent coordinates per codebook.
+        min_block_width (`int`): Fewest latent coordinates per codebook that rate control may choose.
+        min_coded_fraction (`float`): The share of the schedule that one-atom steps must reach before rate control
+            narrows the codebooks ([`allocate`]).
         max_atoms (`int`): Most atoms per block and step that rate control may choose (1 for DDCM).
     """
 
@@ -71,13 +76,19 @@ class DDCMVariant:
     schedule: DiffCSchedule
     codebook_bits: int
     block_width: int
+    min_block_width: int
+    min_coded_fraction: float
     max_atoms: int
 
     def __post_init__(self):
         if not self.signed and self.max_atoms != 1:
             raise ValueError(f"DDCM chooses one atom per step, got max_atoms={self.max_atoms}")
+        if not 1 <= self.min_block_width <= self.block_width:
+            raise ValueError(f"min_block_width must lie in [1, block_width], got {self.min_block_width}")
+        if not 0 <= self.min_coded_fraction <= 1:
+            raise ValueError(f"min_coded_fraction must lie in [0, 1], got {self.min_coded_fraction}")
         # The payload's own checks, on the settings the stream will record.
-        DDCMPayload(1.0, 1.0, self.schedule, self.codebook_bits, self.block_width, self.max_atoms, 0, b"")
+        DDCMPayload(1.0, 1.0, self.schedule, self.codebook_bits, self.block_width, self.max_atoms, 0, 0, b"")
 
 
 def step_radix(codebook_size: int, num_atoms: int, signed: bool) -> int:
@@ -93,7 +104,9 @@ class DDCMEncodeResult:
     Attributes:
         stream (`bytes`): The whole file.
         bpp (`float`): `8 * len(stream) / (H * W)`.
-        stop_step (`int`), num_atoms (`int`): The coded steps and the atoms per block and step rate control chose.
+        stop_step (`int`), num_atoms (`int`), extra_atom_steps (`int`), block_width (`int`): What rate control
+            chose: the coded steps, the atoms per block and step `M`, how many first steps take `M + 1`, and the
+            codebooks' width.
         latent (`torch.Tensor`): `(1, C, h, w)` noisy latent at `t`, which [`decode`] returns bit for bit on the
             same device.
         t (`float`): Its time.
@@ -104,6 +117,8 @@ class DDCMEncodeResult:
     bpp: float
     stop_step: int
     num_atoms: int
+    extra_atom_steps: int
+    block_width: int
     latent: torch.Tensor
     t: float
     condition: Condition
@@ -158,6 +173,65 @@ def _from_digits(
     return torch.tensor(indices, device=device), torch.tensor(coefficients, device=device) * scale
 
 
+def digit_runs(payload: DDCMPayload, num_blocks: int, signed: bool) -> list[tuple[int, int]]:
+    """The `(radix, count)` runs of a stream's digits: `num_blocks` per coded step, steps in order."""
+    runs = []
+    for first, last in ((0, payload.extra_atom_steps), (payload.extra_atom_steps, payload.stop_step)):
+        if last > first:
+            radix = step_radix(payload.codebook_size, payload.atoms_at(first), signed)
+            runs.append((radix, (last - first) * num_blocks))
+    return runs
+
+
+def allocate(
+    variant: DDCMVariant, header: DDCMPayload, dim: int, fits: Callable[[DDCMPayload], bool]
+) -> tuple[DDCMPayload, BlockLayout]:
+    r"""
+    Rate control: the allocation of the largest file that `fits`, and its block layout.
+
+    1. The block width: the narrowest of `block_width, block_width / 2, ...` (down to `min_block_width`) whose
+       one-atom steps still reach `min_coded_fraction` of the schedule; the widest if none does. More, narrower
+       codebooks choose the noise more finely per bit; fewer steps leave more noise for the decoder to remove.
+    2. All steps with the most atoms `M` a step that fit, else one atom over as many steps as fit.
+    3. The first `E` steps with `M + 1` atoms, for the largest `E` that fits.
+
+    Args:
+        variant ([`DDCMVariant`]): The encoder's settings.
+        header ([`~ddcm.bitstream.DDCMPayload`]): The payload's fixed fields (guidance, schedule, codebook size).
+        dim (`int`): Coordinates of the latent.
+        fits (`Callable`): Whether the file of a payload (whose choices have their final length) fits the target.
+
+    Returns:
+        The payload (choices zero bytes of the right length) and its [`~ddcm.codebook.BlockLayout`].
+    """
+    num_steps = variant.schedule.num_steps
+
+    def allocation(width: int, num_atoms: int, stop_step: int, extra_atom_steps: int = 0) -> DDCMPayload:
+        payload = replace(
+            header, block_width=width, num_atoms=num_atoms, stop_step=stop_step, extra_atom_steps=extra_atom_steps
+        )
+        runs = digit_runs(payload, BlockLayout.of(dim, width).num_blocks, variant.signed)
+        return replace(payload, choices=bytes(packed_size(runs)))
+
+    def one_atom_steps(width: int) -> int:
+        return max([n for n in range(num_steps + 1) if n == 0 or fits(allocation(width, 1, n))])
+
+    widths = [variant.block_width]
+    while widths[-1] // 2 >= variant.min_block_width:
+        widths.append(widths[-1] // 2)
+    enough = math.ceil(variant.min_coded_fraction * num_steps)
+    width = next((width for width in reversed(widths) if one_atom_steps(width) >= enough), widths[0])
+
+    fitting = [atoms for atoms in range(1, variant.max_atoms + 1) if fits(allocation(width, atoms, num_steps))]
+    num_atoms = max(fitting, default=1)
+    stop_step = num_steps if fitting else one_atom_steps(width)
+    extra_atom_steps = 0
+    if num_atoms < variant.max_atoms:
+        candidates = range(1, stop_step + 1)
+        extra_atom_steps = max([e for e in candidates if fits(allocation(width, num_atoms, stop_step, e))], default=0)
+    return allocation(width, num_atoms, stop_step, extra_atom_steps), BlockLayout.of(dim, width)
+
+
 def _initial_noise(seed: int, latent_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """`z_{t_0}`: standard normal noise keyed by the seed, the same bits on every device."""
     return seeded_normal(derive_key(seed, "ddcm-initial-noise"), (1, *latent_shape), device)
@@ -210,7 +284,6 @@ def encode(
         "denoise_guidance_scale", guidance_scale if denoise_guidance_scale is None else denoise_guidance_scale
     )
     condition = adapter.prepare_condition(image)
-    layout = BlockLayout.of(math.prod(latent_shape), variant.block_width)
     codebook_size = 2**variant.codebook_bits
     container = Container(
         codec=codec_name,
@@ -227,30 +300,27 @@ def encode(
         encoding_guidance_scale=guidance_scale,
         schedule=variant.schedule,
         codebook_bits=variant.codebook_bits,
-        block_width=variant.block_width,
+        block_width=variant.block_width,  # rate control may choose a narrower one
         num_atoms=1,
         stop_step=0,
+        extra_atom_steps=0,
         choices=b"",
     )
 
-    def file_size(num_atoms: int, stop_step: int) -> int:
-        radix = step_radix(codebook_size, num_atoms, variant.signed)
-        choices = bytes(packed_size(radix, stop_step * layout.num_blocks))
-        payload = replace(header, num_atoms=num_atoms, stop_step=stop_step, choices=choices)
+    budget = math.floor(target_bpp * height * width / 8)  # bytes
+
+    def file_size(payload: DDCMPayload) -> int:
         return len(write_container(replace(container, payload=write_payload(payload))))
 
-    budget = math.floor(target_bpp * height * width / 8)  # bytes
-    if file_size(1, 0) > budget and not clamp_targets:
+    if file_size(header) > budget and not clamp_targets:
         raise ValueError(
             f"target bpp {target_bpp} is below the smallest file this image and backbone allow "
-            f"({8 * file_size(1, 0) / (height * width):.6g} bpp: header and side information)"
+            f"({8 * file_size(header) / (height * width):.6g} bpp: header and side information)"
         )
-    num_steps = variant.schedule.num_steps
-    fitting = [atoms for atoms in range(1, variant.max_atoms + 1) if file_size(atoms, num_steps) <= budget]
-    if fitting:
-        num_atoms, stop_step = max(fitting), num_steps
-    else:
-        num_atoms, stop_step = 1, max([n for n in range(num_steps) if file_size(1, n) <= budget], default=0)
+    allocation, layout = allocate(
+        variant, header, math.prod(latent_shape), lambda payload: file_size(payload) <= budget
+    )
+    stop_step = allocation.stop_step
 
     target_latent = adapter.encode_image(image).to(torch.float32).flatten()  # (d,)
     latent = _initial_noise(seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
@@ -260,19 +330,20 @@ def encode(
         step, x0_hat, p_mean = model_reverse_step(adapter, latent, t, s, condition, guidance_scale)
         mu = (step.x0_coefficient / step.std) * (target_latent - x0_hat.flatten())  # (d,)
         codebook = StepCodebook(seed, n, layout, codebook_size, latent.device)
-        indices, coefficients = _select(codebook.scores(mu), num_atoms, variant.signed)  # (B, M) each
+        indices, coefficients = _select(codebook.scores(mu), allocation.atoms_at(n), variant.signed)  # (B, M_n)
         digits += _digits(indices, coefficients, variant.signed)
         noise = codebook.combine(indices, coefficients, regenerate=False)  # (d,)
         latent = p_mean + step.std * noise.view_as(latent)
 
-    radix = step_radix(codebook_size, num_atoms, variant.signed)
-    payload = replace(header, num_atoms=num_atoms, stop_step=stop_step, choices=pack_digits(digits, radix))
-    stream = write_container(replace(container, payload=write_payload(payload)))
+    choices = pack_digits(digits, digit_runs(allocation, layout.num_blocks, variant.signed))
+    stream = write_container(replace(container, payload=write_payload(replace(allocation, choices=choices))))
     return DDCMEncodeResult(
         stream=stream,
         bpp=8 * len(stream) / (height * width),
         stop_step=stop_step,
-        num_atoms=num_atoms,
+        num_atoms=allocation.num_atoms,
+        extra_atom_steps=allocation.extra_atom_steps,
+        block_width=allocation.block_width,
         latent=latent,
         t=variant.schedule.time(stop_step),
         condition=condition,
@@ -285,8 +356,8 @@ def read_ddcm_stream(stream: bytes, codec_name: str) -> tuple[Container, DDCMPay
     if container.codec != codec_name:
         raise StreamError(f"not a {codec_name} stream: made by codec {container.codec!r}")
     payload = read_payload(container.payload)
-    if codec_name == DDCMCodec.name and payload.num_atoms != 1:
-        raise StreamError(f"corrupt stream: a DDCM step chooses one atom, the stream says {payload.num_atoms}")
+    if codec_name == DDCMCodec.name and payload.atoms_at(0) != 1:
+        raise StreamError(f"corrupt stream: a DDCM step chooses one atom, the stream says {payload.atoms_at(0)}")
     return container, payload
 
 
@@ -321,12 +392,14 @@ def decode(
         )
     layout = BlockLayout.of(math.prod(latent_shape), payload.block_width)
     signed = codec_name == TurboDDCMCodec.name
-    radix = step_radix(payload.codebook_size, payload.num_atoms, signed)
-    num_digits = payload.stop_step * layout.num_blocks
+    runs = digit_runs(payload, layout.num_blocks, signed)
     # Bounded before any big-integer work: the digits' ideal size must match the bytes the stream carries.
-    if (num_digits * math.log2(radix)) > 8 * len(payload.choices) + 8:
-        raise StreamError(f"corrupt stream: {len(payload.choices)} bytes cannot hold {num_digits} atom choices")
-    digits = unpack_digits(payload.choices, radix, num_digits)
+    if sum(count * math.log2(radix) for radix, count in runs) > 8 * len(payload.choices) + 8:
+        raise StreamError(
+            f"corrupt stream: {len(payload.choices)} bytes cannot hold {payload.stop_step * layout.num_blocks} atom "
+            "choices"
+        )
+    digits = unpack_digits(payload.choices, runs)
     check_image_fits(adapter, container.height, container.width, decoding=True)
     try:
         condition = adapter.load_condition(container.side_info, *coded_size)
@@ -343,7 +416,7 @@ def decode(
         )
         step_digits = digits[n * layout.num_blocks : (n + 1) * layout.num_blocks]
         indices, coefficients = _from_digits(
-            step_digits, payload.codebook_size, payload.num_atoms, signed, latent.device
+            step_digits, payload.codebook_size, payload.atoms_at(n), signed, latent.device
         )
         codebook = StepCodebook(container.seed, n, layout, payload.codebook_size, latent.device)
         latent = p_mean + step.std * codebook.combine(indices, coefficients, regenerate=True).view_as(latent)
@@ -364,6 +437,8 @@ class _DDCMFamilyCodec(Codec):
         t_end: float,
         codebook_bits: int,
         block_width: int,
+        min_block_width: int,
+        min_coded_fraction: float,
         max_atoms: int,
         guidance_scale: float | None = None,
         denoise_guidance_scale: float | None = None,
@@ -373,6 +448,8 @@ class _DDCMFamilyCodec(Codec):
             schedule=DiffCSchedule(num_steps=num_steps, t_end=t_end),
             codebook_bits=codebook_bits,
             block_width=block_width,
+            min_block_width=min_block_width,
+            min_coded_fraction=min_coded_fraction,
             max_atoms=max_atoms,
         )
         self.guidance_scale = guidance_scale
@@ -427,6 +504,8 @@ class _DDCMFamilyCodec(Codec):
             "t_end": variant.schedule.t_end,
             "codebook_bits": variant.codebook_bits,
             "block_width": variant.block_width,
+            "min_block_width": variant.min_block_width,
+            "min_coded_fraction": variant.min_coded_fraction,
             "max_atoms": variant.max_atoms,
             "guidance_scale": self.guidance_scale,
             "denoise_guidance_scale": self.denoise_guidance_scale,
@@ -443,6 +522,8 @@ class TurboDDCMCodec(_DDCMFamilyCodec):
         codebook_bits (`int`, defaults to 10): `log2 K` (the paper's K = 16,384 is 14; 10 keeps the atom pool,
             `K x block_width` numbers, at 16 M, about 3 s to build once per process on a 2-core CPU).
         block_width (`int`, defaults to 16384): Most latent coordinates per codebook.
+        min_block_width (`int`, defaults to 1024): Fewest latent coordinates per codebook rate control may choose.
+        min_coded_fraction (`float`, defaults to 0.5): See [`allocate`].
         max_atoms (`int`, defaults to 64): Most atoms per block and step.
         guidance_scale, denoise_guidance_scale (`float`, *optional*): As for DiffC.
     """
@@ -457,6 +538,8 @@ class TurboDDCMCodec(_DDCMFamilyCodec):
         t_end: float = 0.02,
         codebook_bits: int = 10,
         block_width: int = 16384,
+        min_block_width: int = 1024,
+        min_coded_fraction: float = 0.5,
         max_atoms: int = 64,
         guidance_scale: float | None = None,
         denoise_guidance_scale: float | None = None,
@@ -466,6 +549,8 @@ class TurboDDCMCodec(_DDCMFamilyCodec):
             t_end=t_end,
             codebook_bits=codebook_bits,
             block_width=block_width,
+            min_block_width=min_block_width,
+            min_coded_fraction=min_coded_fraction,
             max_atoms=max_atoms,
             guidance_scale=guidance_scale,
             denoise_guidance_scale=denoise_guidance_scale,
@@ -477,10 +562,13 @@ class DDCMCodec(_DDCMFamilyCodec):
     DDCM: per step and block, the one atom of a `K`-atom codebook best aligned with the residual.
 
     Args:
-        num_steps (`int`, defaults to 200): Steps of the schedule; rate control codes as many as fit.
+        num_steps (`int`, defaults to 100): Steps of the schedule (five times Turbo-DDCM's: DDCM needs many steps of one
+            atom; the paper runs 1,000 on a GPU).
         t_end (`float`, defaults to 0.02): The last time of the schedule.
         codebook_bits (`int`, defaults to 10): `log2 K`.
         block_width (`int`, defaults to 16384): Most latent coordinates per codebook.
+        min_block_width (`int`, defaults to 1024): Fewest latent coordinates per codebook rate control may choose.
+        min_coded_fraction (`float`, defaults to 0.5): See [`allocate`].
         guidance_scale, denoise_guidance_scale (`float`, *optional*): As for DiffC.
     """
 
@@ -490,10 +578,12 @@ class DDCMCodec(_DDCMFamilyCodec):
 
     def __init__(
         self,
-        num_steps: int = 200,
+        num_steps: int = 100,
         t_end: float = 0.02,
         codebook_bits: int = 10,
         block_width: int = 16384,
+        min_block_width: int = 1024,
+        min_coded_fraction: float = 0.5,
         guidance_scale: float | None = None,
         denoise_guidance_scale: float | None = None,
     ):
@@ -502,6 +592,8 @@ class DDCMCodec(_DDCMFamilyCodec):
             t_end=t_end,
             codebook_bits=codebook_bits,
             block_width=block_width,
+            min_block_width=min_block_width,
+            min_coded_fraction=min_coded_fraction,
             max_atoms=1,
             guidance_scale=guidance_scale,
             denoise_guidance_scale=denoise_guidance_scale,

@@ -43,30 +43,45 @@ def subset_unrank(rank: int, size: int, num_items: int) -> list[int]:
     return indices[::-1]
 
 
-def packed_size(radix: int, count: int) -> int:
-    """Bytes of the mixed-radix integer of `count` digits of radix `radix` (0 for no digits)."""
-    return ((radix**count - 1).bit_length() + 7) // 8
+Runs = Sequence[tuple[int, int]]
+"""The radices of a stream's digits as `(radix, count)` runs, in digit order."""
 
 
-def pack_digits(digits: Sequence[int], radix: int) -> bytes:
-    """Digits `0 <= digit < radix` as one little-endian integer of [`packed_size`] bytes."""
+def _radix_product(runs: Runs) -> int:
+    return math.prod(radix**count for radix, count in runs)
+
+
+def packed_size(runs: Runs) -> int:
+    """Bytes of the mixed-radix integer of digits with these radices (0 for no digits)."""
+    return ((_radix_product(runs) - 1).bit_length() + 7) // 8
+
+
+def _radices(runs: Runs) -> list[int]:
+    return [radix for radix, count in runs for _ in range(count)]
+
+
+def pack_digits(digits: Sequence[int], runs: Runs) -> bytes:
+    """Digits `0 <= digits[i] < radix_i` as one little-endian integer of [`packed_size`] bytes."""
+    radices = _radices(runs)
+    if len(digits) != len(radices):
+        raise ValueError(f"{len(digits)} digits for {len(radices)} radices")
     value = 0
-    for digit in reversed(digits):
+    for digit, radix in zip(reversed(digits), reversed(radices)):
         if not 0 <= digit < radix:
             raise ValueError(f"digit {digit} outside [0, {radix})")
         value = value * radix + digit
-    return value.to_bytes(packed_size(radix, len(digits)), "little")
+    return value.to_bytes(packed_size(runs), "little")
 
 
-def unpack_digits(data: bytes, radix: int, count: int) -> list[int]:
+def unpack_digits(data: bytes, runs: Runs) -> list[int]:
     """[`pack_digits`]'s inverse; [`~errors.StreamError`] for bytes of the wrong length or too large a value."""
-    if len(data) != packed_size(radix, count):
-        raise StreamError(f"corrupt stream: {len(data)} bytes of atom choices, expected {packed_size(radix, count)}")
+    if len(data) != packed_size(runs):
+        raise StreamError(f"corrupt stream: {len(data)} bytes of atom choices, expected {packed_size(runs)}")
     value = int.from_bytes(data, "little")
-    if value >= radix**count:
+    if value >= _radix_product(runs):
         raise StreamError("corrupt stream: the atom choices encode a value outside their range")
     digits = []
-    for _ in range(count):
+    for radix in _radices(runs):
         value, digit = divmod(value, radix)
         digits.append(digit)
     return digits

@@ -54,6 +54,16 @@ class TestGaussianBackbone:
             psnrs.append(psnr(decompress(stream, adapter, method="mean", progress=False), image))
         assert psnrs[1] > psnrs[0] + 1
 
+    def test_rate_control_fills_the_target_with_one_more_atom_in_the_first_steps(self, name, adapter, image):
+        result = CODECS[name].encode(image, adapter, target_bpp=1.5, progress=False)
+        target_bytes = 1.5 * SIDE**2 / 8
+        if name == "ddcm":  # one atom a step: the granularity is a step of 3 blocks x 8 bits
+            assert result.extra_atom_steps == 0 and target_bytes - 3 < len(result.stream) <= target_bytes
+        else:  # the granularity is one step with one atom more: 3 blocks x (about 5 + 1 bits)
+            assert result.extra_atom_steps > 0 and target_bytes - 3 * 8 < len(result.stream) <= target_bytes
+        decoded = CODECS[name].decode(result.stream, adapter, progress=False)
+        assert torch.equal(decoded.latent, result.latent)
+
     def test_chosen_atoms_beat_the_same_sampler_with_fixed_atoms(self, name, adapter, image):
         """The choices carry the image: the same stream with every choice 0 (the sampler on codebook noise that
         ignores the image) decodes more than 2 dB further from it."""
@@ -101,7 +111,8 @@ def forge_payload(stream: bytes, **changes) -> bytes:
     ("changes", "message"),
     [
         ({"num_atoms": 3}, "atom choices"),
-        ({"stop_step": 2}, "atom choices"),
+        ({"extra_atom_steps": 1}, "atom choices"),
+        ({"stop_step": 2, "extra_atom_steps": 0}, "atom choices"),
         ({"codebook_bits": 9}, "atom choices"),
         ({"block_width": 7}, "atom choices"),
         ({"choices": b"\xff" * 4}, "atom choices"),

@@ -29,20 +29,29 @@ def test_large_subsets_round_trip():
 def test_digits_round_trip_in_their_ideal_size(radix):
     rng = random.Random(radix)
     digits = [rng.randrange(radix) for _ in range(50)]
-    packed = pack_digits(digits, radix)
-    assert len(packed) == packed_size(radix, 50) == math.ceil(50 * math.log2(radix) / 8 - 1e-12)
-    assert unpack_digits(packed, radix, 50) == digits
+    packed = pack_digits(digits, [(radix, 50)])
+    assert len(packed) == packed_size([(radix, 50)]) == math.ceil(50 * math.log2(radix) / 8 - 1e-12)
+    assert unpack_digits(packed, [(radix, 50)]) == digits
+
+
+def test_runs_of_different_radices_round_trip():
+    runs = [(math.comb(64, 3) * 8, 7), (math.comb(64, 2) * 4, 5)]
+    rng = random.Random(1)
+    digits = [rng.randrange(radix) for radix, count in runs for _ in range(count)]
+    packed = pack_digits(digits, runs)
+    ideal_bits = sum(count * math.log2(radix) for radix, count in runs)
+    assert len(packed) == math.ceil(ideal_bits / 8) and unpack_digits(packed, runs) == digits
 
 
 def test_no_digits_take_no_bytes():
-    assert pack_digits([], 4096) == b"" and unpack_digits(b"", 4096, 0) == []
+    assert pack_digits([], []) == b"" and unpack_digits(b"", []) == []
 
 
 def test_forged_choices_are_stream_errors():
-    packed = pack_digits([5, 6, 7], 10)  # 999 < 1000: 2 bytes
+    packed = pack_digits([5, 6, 7], [(10, 3)])  # 999 < 1000: 2 bytes
     with pytest.raises(StreamError, match="expected 2"):
-        unpack_digits(packed + b"\x00", 10, 3)
+        unpack_digits(packed + b"\x00", [(10, 3)])
     with pytest.raises(StreamError, match="outside their range"):
-        unpack_digits((1000).to_bytes(2, "little"), 10, 3)
+        unpack_digits((1000).to_bytes(2, "little"), [(10, 3)])
     with pytest.raises(ValueError, match="outside"):
-        pack_digits([10], 10)
+        pack_digits([10], [(10, 1)])
