@@ -1,9 +1,10 @@
-"""Fuzz the DiffC decoder with mutated streams and record what happens to each.
+"""Fuzz the decoders (DiffC, Turbo-DDCM, DDCM) with mutated streams and record what happens to each.
 
     python benchmarks/fuzz_streams.py [--streams 100000] [--seed 0] [--cli-every 500]
 
-Valid streams are made for every combination of backbone (the analytic `gaussian` one and a tiny random CoD), reverse
-channel coder (plain and pooled) and cut (condition only, and several coded steps). Each trial takes one of them and
+Valid streams are made for every combination of backbone (the analytic `gaussian` one and a tiny random CoD) and
+codec: DiffC with either reverse channel coder (plain and pooled) and cut (condition only, and several coded steps),
+Turbo-DDCM and DDCM (small codebooks). Each trial takes one of them and
 applies 1-3 mutations: truncation, bit flips, overwrites, insertions, splices from another valid stream; for most
 trials (`--forge-checksum`, default 0.8) the CRC is then recomputed, so the mutation reaches the field checks, the
 rANS decoder and the replay behind the checksum. Every decode runs under a timer (`--timeout`); one trial in
@@ -36,9 +37,11 @@ import torch
 from codec_time import random_backbone
 from tqdm import tqdm
 
+from cod_diffc import ddcm
 from cod_diffc.backbones import load_backbone
 from cod_diffc.backbones.padding import padded_size
 from cod_diffc.cli import main as cod_diffc_main
+from cod_diffc.codecs import load_codec
 from cod_diffc.diffc import DiffCSchedule, decode, encode
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
@@ -49,6 +52,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_LATENT_ELEMENTS = 3 * 64 * 64  # forged image sizes beyond this are refused before any allocation
 CODERS = {"plain": ChunkedPFRSimulator(max_chunk_bits=8), "pooled": PooledPFRSimulator(max_chunk_bits=10)}
 SCHEDULE = DiffCSchedule(num_steps=6, t_end=0.05)
+CODEBOOK_CODECS = {
+    "turbo-ddcm": {"num_steps": 6, "codebook_bits": 8, "block_width": 1024, "max_atoms": 8},
+    "ddcm": {"num_steps": 12, "codebook_bits": 8, "block_width": 1024},
+}
 
 
 class DecodeTimeout(Exception):
@@ -75,14 +82,25 @@ def make_sources(tiny_cod_dir: Path) -> list[dict]:
             for point in result.points:
                 sources.append(
                     {
-                        "backbone": backbone,
+                        "name": f"{backbone}-{coder}-step{point.stop_step}",
+                        "codec": "diffc",
                         "adapter": adapter,
-                        "coder": coder,
-                        "stop_step": point.stop_step,
                         "stream": point.stream,
                         "latent": point.latent,
                     }
                 )
+        for codec_name, settings in CODEBOOK_CODECS.items():
+            target = 12.0 if backbone == "gaussian" else 0.8
+            encoded = load_codec(codec_name, **settings).encode(image, adapter, target_bpp=target, progress=False)
+            sources.append(
+                {
+                    "name": f"{backbone}-{codec_name}-step{encoded.stop_step}",
+                    "codec": codec_name,
+                    "adapter": adapter,
+                    "stream": encoded.stream,
+                    "latent": encoded.latent,
+                }
+            )
     return sources
 
 
@@ -116,7 +134,14 @@ def classify(source: dict, data: bytes, timeout: float) -> tuple[str, float, str
     start = time.perf_counter()
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        decoded = decode(data, source["adapter"], max_latent_elements=MAX_LATENT_ELEMENTS, progress=False)
+        if source["codec"] == "diffc":
+            decoded = decode(data, source["adapter"], max_latent_elements=MAX_LATENT_ELEMENTS, progress=False)
+            height, width = decoded.stream.height, decoded.stream.width
+        else:
+            decoded = ddcm.decode(
+                data, source["adapter"], source["codec"], max_latent_elements=MAX_LATENT_ELEMENTS, progress=False
+            )
+            height, width = decoded.container.height, decoded.container.width
     except StreamError:
         return "stream_error", time.perf_counter() - start, ""
     except DecodeTimeout:
@@ -126,8 +151,8 @@ def classify(source: dict, data: bytes, timeout: float) -> tuple[str, float, str
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     seconds = time.perf_counter() - start
-    adapter, header = source["adapter"], decoded.stream
-    expected_shape = (1, *adapter.latent_shape(*padded_size(header.height, header.width, adapter.size_multiple)))
+    adapter = source["adapter"]
+    expected_shape = (1, *adapter.latent_shape(*padded_size(height, width, adapter.size_multiple)))
     if decoded.latent.shape != expected_shape or not bool(torch.isfinite(decoded.latent).all()):
         return "bug", seconds, f"decoded latent of shape {tuple(decoded.latent.shape)} or not finite"
     if data == source["stream"]:
@@ -192,7 +217,7 @@ def main() -> None:
             forge = rng.random() < args.forge_checksum
             data, kinds = mutate(source["stream"], rng, donors, forge)
             outcome, seconds, detail = classify(source, data, args.timeout)
-            name = f"{source['backbone']}-{source['coder']}-step{source['stop_step']}"
+            name = source["name"]
             outcomes[outcome] += 1
             by_source.setdefault(name, Counter())[outcome] += 1
             if seconds > slowest["seconds"]:
@@ -201,7 +226,7 @@ def main() -> None:
                 failures_dir.mkdir(parents=True, exist_ok=True)
                 (failures_dir / f"{name}-trial{trial}.cdc").write_bytes(data)
                 print(f"\n{outcome} on trial {trial} ({name}, {kinds}): {detail}")
-            if source["backbone"] == "cod" and trial % args.cli_every == 0:
+            if name.startswith("cod-") and trial % args.cli_every == 0:
                 outcomes[check_cli(data, tiny_cod_dir, cli_folder)] += 1
         elapsed = time.perf_counter() - start
 

@@ -322,7 +322,13 @@ def encode(
     )
     stop_step = allocation.stop_step
 
-    target_latent = adapter.encode_image(image).to(torch.float32).flatten()  # (d,)
+    target_latent = adapter.encode_image(image).to(torch.float32)  # (1, C, h, w)
+    if target_latent.shape != (1, *latent_shape):
+        raise ValueError(
+            f"{type(adapter).__name__}.encode_image gave a latent of shape {tuple(target_latent.shape)}, but its "
+            f"latent_shape{tuple(image.shape[-2:])} is {latent_shape}"
+        )
+    target_latent = target_latent.flatten()  # (d,)
     latent = _initial_noise(seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
     digits: list[int] = []
     for n in tqdm(range(stop_step), desc=f"{codec_name} encode", disable=not progress):

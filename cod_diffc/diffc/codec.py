@@ -536,7 +536,7 @@ class DiffCCodec(Codec):
         guidance_scale: float | None = None,
         denoise_guidance_scale: float | None = None,
     ):
-        self.settings = {
+        self.encode_options = {
             "schedule": schedule,
             "simulator": simulator,
             "guidance_scale": guidance_scale,
@@ -551,7 +551,7 @@ class DiffCCodec(Codec):
             seed=seed,
             clamp_targets=clamp_targets,
             progress=progress,
-            **self.settings,
+            **self.encode_options,
         )
         return result.points[0].stream
 
@@ -560,3 +560,13 @@ class DiffCCodec(Codec):
 
     def stream_backbone(self, stream: bytes) -> str:
         return read_stream(stream).backbone
+
+    def settings(self) -> dict:
+        schedule = self.encode_options["schedule"] or DiffCSchedule()
+        return {
+            "num_steps": schedule.num_steps,
+            "t_end": schedule.t_end,
+            "channel": channel_config(self.encode_options["simulator"] or default_simulator()).hex(),
+            "guidance_scale": self.encode_options["guidance_scale"],
+            "denoise_guidance_scale": self.encode_options["denoise_guidance_scale"],
+        }

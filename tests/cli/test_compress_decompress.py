@@ -270,3 +270,36 @@ def test_codec_errors_are_one_line_and_write_nothing(workspace, capsys, tmp_path
     for expected, argv in cases.items():
         assert expected in run_failing(argv, capsys)
         assert not out.exists()
+
+
+def test_stream_of_an_unknown_codec_or_forged_payload_is_refused_before_any_output(workspace, capsys, tmp_path):
+    import dataclasses
+
+    from cod_diffc.codecs import read_container, write_container
+
+    stream_path = workspace / "photo_turbo-ddcm.cdc"
+    if not stream_path.exists():
+        assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--codec",
+                     "turbo-ddcm", "--bpp", "0.6", "--steps", "6", "-o", str(stream_path), "--no-progress"]) == 0
+    container = read_container(stream_path.read_bytes())
+    unknown = tmp_path / "unknown.cdc"
+    unknown.write_bytes(write_container(dataclasses.replace(container, codec="jpeg-xxl")))
+    forged = tmp_path / "forged.cdc"
+    forged.write_bytes(write_container(dataclasses.replace(container, payload=container.payload[:-3])))
+    for path, expected in ((unknown, "codec 'jpeg-xxl', which is not installed"), (forged, "atom choices needs")):
+        out = tmp_path / f"{path.stem}.png"
+        error = run_failing(["decompress", str(path), "--model", str(workspace / "model"), "-o", str(out)], capsys)
+        assert str(path) in error and expected in error
+        assert not out.exists()
+
+
+def test_a_backbone_whose_latent_disagrees_with_its_latent_shape_is_named(tmp_path):
+    from cod_diffc.backbones import GaussianBackbone
+    from cod_diffc.ddcm import TurboDDCMCodec
+
+    class BrokenBackbone(GaussianBackbone):
+        def encode_image(self, image):
+            return super().encode_image(image)[:, :2]
+
+    with pytest.raises(ValueError, match=r"encode_image gave a latent of shape \(1, 2, 16, 16\)"):
+        TurboDDCMCodec(num_steps=4).compress(torch.rand(1, 3, 16, 16), BrokenBackbone(), target_bpp=4.0)

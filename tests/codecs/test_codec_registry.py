@@ -79,3 +79,13 @@ def test_stream_of_an_uninstalled_codec_is_a_stream_error_naming_it():
     foreign = write_container(dataclasses.replace(read_container(stream), codec="mystery"))
     with pytest.raises(StreamError, match="codec 'mystery', which is not installed"):
         decompress(foreign, adapter)
+
+
+def test_codec_settings_describe_what_changes_the_streams():
+    from cod_diffc.diffc.channel import ChunkedPFRSimulator
+
+    assert DiffCCodec(schedule=DiffCSchedule(num_steps=7)).settings()["num_steps"] == 7
+    plain = DiffCCodec(simulator=ChunkedPFRSimulator(max_chunk_bits=8)).settings()
+    assert plain["channel"] != DiffCCodec().settings()["channel"]
+    turbo = load_codec("turbo-ddcm", num_steps=9).settings()
+    assert (turbo["num_steps"], turbo["codebook_bits"], turbo["max_atoms"]) == (9, 10, 64)
