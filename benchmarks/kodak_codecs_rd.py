@@ -167,7 +167,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="side of the centre crops (multiple of 32)")
     parser.add_argument("--ddcm-images", type=int, default=6, help="how many crops DDCM codes (the first ones)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--skip-timing", action="store_true", help="leave out the 512x512 timing")
+    parser.add_argument(
+        "--skip-timing", action="store_true", help="keep the 512x512 timing of the last run instead of timing again"
+    )
     args = parser.parse_args()
 
     state = PartialState()
@@ -209,10 +211,9 @@ def main() -> None:
     for codec_name, method in CODECS.items():
         for decode in ("", "-mean"):
             images = rows[method + decode]
+            name = method + decode + ("" if len(images) == len(rows[CODECS["diffc"]]) else f" ({len(images)} crops)")
             curves.append(
-                mean_results(
-                    method + decode, images, TARGET_BPP, f"{codec_name} on cod-pixel-small, {len(images)} crops"
-                )
+                mean_results(name, images, TARGET_BPP, f"{codec_name} on cod-pixel-small, {len(images)} crops")
             )
     plot_rd(curves, OUTPUT / "rd.png")
     (OUTPUT / "mean_curves.json").write_text(json.dumps(curves, indent=2) + "\n")
@@ -246,8 +247,12 @@ def main() -> None:
         "bd_rate_mean_percent": {key: value["mean_bd_rate_percent"] for key, value in bd.items()},
         "seconds_per_image": times,
     }
+    timing_key = f"one_512x512_image_at_{TIMING_BPP}_bpp"
+    previous = json.loads((OUTPUT / "summary.json").read_text()) if (OUTPUT / "summary.json").is_file() else {}
     if not args.skip_timing:
-        summary[f"one_512x512_image_at_{TIMING_BPP}_bpp"] = time_one_image(512)
+        summary[timing_key] = time_one_image(512)
+    elif timing_key in previous:
+        summary[timing_key] = previous[timing_key]
     (OUTPUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 

@@ -1,4 +1,4 @@
-"""cod_diffc: CoD as diffusers components, and the DiffC zero-shot codec on Stable Diffusion or CoD.
+"""cod_diffc: CoD as diffusers components, and zero-shot diffusion codecs (DiffC, Turbo-DDCM, DDCM) on any backbone.
 
 The public classes are imported on first use, so that `import cod_diffc.cli` (and `cod-diffc --help`) does not pay
 for importing diffusers.

@@ -126,21 +126,24 @@ def _report(path: Path, destination: Path, stream: bytes, bpp: float, detail: st
 
 
 def _compress_at_targets(args, codec, adapter, image, targets, labels, path, destinations) -> None:
-    """One encode per target rate (codecs whose streams are not progressive)."""
+    """One encode per target rate (codecs whose streams are not progressive); every file is written once all are
+    made, so a target that fails leaves none behind."""
     import torch
 
     from cod_diffc.image_files import atomic_write
 
     height, width = image.shape[-2:]
-    for label, target in zip(labels, targets):
+    streams = []
+    for target in targets:
         start = time.perf_counter()
         stream = codec.compress(
             image.to(torch.float32), adapter, target_bpp=target, seed=args.seed, progress=not args.no_progress
         )
+        streams.append((stream, time.perf_counter() - start))
+    for label, (stream, seconds) in zip(labels, streams):
         destination = destinations[(path, label)]
         atomic_write(destination, stream)
-        bpp = 8 * len(stream) / (height * width)
-        _report(path, destination, stream, bpp, f"codec {codec.name}", time.perf_counter() - start)
+        _report(path, destination, stream, 8 * len(stream) / (height * width), f"codec {codec.name}", seconds)
 
 
 def _compress_diffc(args, adapter, image, rate, labels, path, destinations) -> None:

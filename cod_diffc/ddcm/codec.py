@@ -138,13 +138,19 @@ class DDCMDecodeResult:
     condition: Condition
 
 
+def _signed_coefficients(signs: torch.Tensor) -> torch.Tensor:
+    """`(B, M)` float32 signs to the coefficients `s_j / sqrt(M)`, the same bits on the encoder and the decoder side
+    (one function, so the two cannot round differently)."""
+    return signs / math.sqrt(signs.shape[1])
+
+
 def _select(scores: torch.Tensor, num_atoms: int, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """`(B, M)` increasing atom indices and their `(B, M)` coefficients, from `(K, B)` scores."""
     if not signed:
         return scores.argmax(dim=0)[:, None], torch.ones(scores.shape[1], 1, device=scores.device)
     indices = scores.abs().topk(num_atoms, dim=0).indices.T.sort(dim=1).values  # (B, M)
     signs = torch.where(scores.T.gather(1, indices) < 0, -1.0, 1.0)  # (B, M)
-    return indices, signs / math.sqrt(num_atoms)
+    return indices, _signed_coefficients(signs)
 
 
 def _digits(indices: torch.Tensor, coefficients: torch.Tensor, signed: bool) -> list[int]:
@@ -164,13 +170,12 @@ def _from_digits(
     """[`_digits`]'s inverse: `(B, M)` indices and coefficients."""
     if not signed:
         return torch.tensor(digits, device=device)[:, None], torch.ones(len(digits), 1, device=device)
-    indices, coefficients = [], []
+    indices, signs = [], []
     for digit in digits:
         rank, sign_bits = divmod(digit, 2**num_atoms)
         indices.append(subset_unrank(rank, num_atoms, codebook_size))
-        coefficients.append([-1.0 if sign_bits >> j & 1 else 1.0 for j in range(num_atoms)])
-    scale = 1 / math.sqrt(num_atoms)
-    return torch.tensor(indices, device=device), torch.tensor(coefficients, device=device) * scale
+        signs.append([-1.0 if sign_bits >> j & 1 else 1.0 for j in range(num_atoms)])
+    return torch.tensor(indices, device=device), _signed_coefficients(torch.tensor(signs, device=device))
 
 
 def digit_runs(payload: DDCMPayload, num_blocks: int, signed: bool) -> list[tuple[int, int]]:

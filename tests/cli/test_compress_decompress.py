@@ -270,6 +270,11 @@ def test_codec_errors_are_one_line_and_write_nothing(workspace, capsys, tmp_path
     for expected, argv in cases.items():
         assert expected in run_failing(argv, capsys)
         assert not out.exists()
+    # Several targets, one too low: no file for any of them.
+    argv = ["compress", photo, *model, "--codec", "turbo-ddcm", "--steps", "4", "--bpp-list", "0.6", "0.001",
+            "-o", str(tmp_path / "rates") + "/", "--no-progress"]
+    assert "below the smallest file" in run_failing(argv, capsys)
+    assert not list(tmp_path.glob("rates/*.cdc"))
 
 
 def test_stream_of_an_unknown_codec_or_forged_payload_is_refused_before_any_output(workspace, capsys, tmp_path):

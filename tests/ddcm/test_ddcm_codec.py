@@ -10,7 +10,7 @@ from cod_diffc.backbones import load_backbone
 from cod_diffc.codecs import decompress, load_codec, read_container, stream_codec, write_container
 from cod_diffc.ddcm import DDCMCodec, TurboDDCMCodec
 from cod_diffc.ddcm.bitstream import read_payload, write_payload
-from cod_diffc.ddcm.codec import _select
+from cod_diffc.ddcm.codec import _digits, _from_digits, _select
 from cod_diffc.errors import StreamError
 
 from tiny_models import save_tiny_cod
@@ -40,8 +40,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("name", CODECS)
 class TestGaussianBackbone:
-    def test_decoder_replays_the_encoders_latent_bit_for_bit(self, name, adapter, image):
-        result = CODECS[name].encode(image, adapter, target_bpp=1.0, progress=False)
+    @pytest.mark.parametrize("target", [1.0, 2.5])  # Turbo-DDCM: 1 atom a step, then several
+    def test_decoder_replays_the_encoders_latent_bit_for_bit(self, name, adapter, image, target):
+        result = CODECS[name].encode(image, adapter, target_bpp=target, progress=False)
         decoded = CODECS[name].decode(result.stream, load_backbone("gaussian", std=0.3), progress=False)
         assert torch.equal(decoded.latent, result.latent) and decoded.t == result.t
         assert stream_codec(result.stream) == name
@@ -134,6 +135,15 @@ def test_ddcm_stream_claiming_several_atoms_is_refused(adapter, image):
     )
     with pytest.raises(StreamError, match="chooses one atom"):
         decompress(forged, adapter, progress=False)
+
+
+@pytest.mark.parametrize("num_atoms", range(1, 9))
+def test_choices_decode_to_the_encoders_indices_and_coefficients_bit_for_bit(num_atoms):
+    """Whatever 1 / sqrt(M) rounds to, both sides must round it the same way (M = 5 once differed in the last bit)."""
+    scores = torch.randn(32, 3, generator=torch.Generator().manual_seed(num_atoms))  # (K, B)
+    indices, coefficients = _select(scores, num_atoms, signed=True)
+    decoded = _from_digits(_digits(indices, coefficients, signed=True), 32, num_atoms, True, torch.device("cpu"))
+    assert torch.equal(decoded[0], indices) and torch.equal(decoded[1], coefficients)
 
 
 def test_turbo_selection_takes_the_largest_scores_with_their_signs():
