@@ -183,3 +183,21 @@ def test_tiny_cod_round_trip_at_any_size(name, cod_dir):
     assert decoded.condition.side_info == result.condition.side_info != b""
     reconstruction = decompress(result.stream, decoder, num_denoise_steps=2, progress=False)
     assert reconstruction.shape == image.shape
+
+
+@pytest.mark.parametrize("backbone", ["cod-latent", "sd-epsilon", "sd-v_prediction"])
+def test_turbo_ddcm_round_trips_on_latent_backbones(backbone, tmp_path):
+    """The same codec through the latent CoD (its VAE) and Stable Diffusion (discrete VP, epsilon and v)."""
+    from tiny_models import SD_IMAGE_SIZE, save_tiny_sd_pipeline
+
+    if backbone == "cod-latent":
+        model, name, side = save_tiny_cod(tmp_path / "cod", seed=0, name="cod-latent-tiny"), "cod", 64
+    else:
+        model, name, side = save_tiny_sd_pipeline(tmp_path / "sd", backbone.split("-")[1]), "sd", SD_IMAGE_SIZE
+    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(4))
+    codec = TurboDDCMCodec(num_steps=5, codebook_bits=6, block_width=64, min_block_width=16)
+    result = codec.encode(image, load_backbone(name, str(model)), target_bpp=2.0, progress=False)
+    assert result.stop_step > 0 and 8 * len(result.stream) / side**2 <= 2.0
+    decoder = load_backbone(name, str(model))
+    assert torch.equal(codec.decode(result.stream, decoder, progress=False).latent, result.latent)
+    assert decompress(result.stream, decoder, num_denoise_steps=2, progress=False).shape == image.shape

@@ -104,13 +104,14 @@ def test_command_lines_code_and_decode_through_the_installed_plugin(plugin_site,
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_ddpm_unet_backbone_codes_a_tiny_random_ddpm_pipeline(plugin_site, tmp_path, prediction_type):
     """The page's DiscreteVPAdapterMixin example on a tiny random UNet2DModel + DDPMScheduler saved as a
-    DDPMPipeline: DiffC round-trips through it, bit-exactly on the decoder's side."""
+    DDPMPipeline: DiffC and Turbo-DDCM round-trip through it, bit-exactly on the decoder's side."""
     script = f"""
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from cod_diffc.backbones import load_backbone
 from cod_diffc.diffc import DiffCSchedule, decode, encode
+from cod_diffc.ddcm import TurboDDCMCodec
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 
 torch.manual_seed(0)
@@ -126,6 +127,11 @@ result = encode(image, adapter, stop_step=6, schedule=DiffCSchedule(num_steps=8)
                 simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
 decoded = decode(result.points[0].stream, load_backbone("ddpm-unet", "tiny_ddpm"), progress=False)
 assert torch.equal(decoded.latent, result.points[0].latent)
+turbo = TurboDDCMCodec(num_steps=6, codebook_bits=6, block_width=256, min_block_width=64)
+encoded = turbo.encode(image, adapter, target_bpp=3.0, progress=False)
+assert encoded.stop_step > 0
+assert torch.equal(turbo.decode(encoded.stream, load_backbone("ddpm-unet", "tiny_ddpm"), progress=False).latent,
+                   encoded.latent)
 print("round trip", len(result.points[0].stream), "bytes")
 """
     (tmp_path / "ddpm_example.py").write_text(script)
