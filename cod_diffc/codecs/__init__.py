@@ -7,7 +7,7 @@ Example, decoding a stream of any codec:
     >>> from cod_diffc.codecs import decompress, load_codec
     >>> adapter = load_backbone("gaussian", std=0.3)
     >>> import torch
-    >>> stream = load_codec("turbo-ddcm").compress(torch.rand(1, 3, 16, 16), adapter, target_bpp=1.0, progress=False)
+    >>> stream = load_codec("turbo-ddcm").compress(torch.rand(1, 3, 16, 16), adapter, target_bpp=4.0, progress=False)
     >>> image = decompress(stream, adapter, progress=False)
 """
 

@@ -8,7 +8,7 @@ Example:
     >>> from cod_diffc.ddcm import TurboDDCMCodec
     >>> adapter = load_backbone("gaussian", std=0.3)
     >>> codec = TurboDDCMCodec(num_steps=8)
-    >>> stream = codec.compress(torch.rand(1, 3, 16, 16), adapter, target_bpp=1.0, progress=False)
+    >>> stream = codec.compress(torch.rand(1, 3, 16, 16), adapter, target_bpp=4.0, progress=False)
     >>> image = codec.decompress(stream, adapter, progress=False)
 """
 

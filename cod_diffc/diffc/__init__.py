@@ -10,7 +10,7 @@ Example:
     >>> from cod_diffc.diffc import DiffCSchedule, compress, decompress
     >>> adapter = load_backbone("gaussian", std=0.3)
     >>> image = torch.rand(1, 3, 16, 16)
-    >>> stream = compress(image, adapter, target_bpp=1.0, schedule=DiffCSchedule(num_steps=32), progress=False)
+    >>> stream = compress(image, adapter, target_bpp=2.0, schedule=DiffCSchedule(num_steps=32), progress=False)
     >>> reconstruction = decompress(stream, adapter, progress=False)
 """
 
