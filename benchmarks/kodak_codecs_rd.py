@@ -23,7 +23,6 @@ Writes to `results/kodak_codecs/`.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import statistics
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 from kodak import kodak_centre_crop, write_kodak_centre_crops
+from kodak_embedded_rd import per_image_rows
 
 from cod_diffc.cli import main as cod_diffc_main
 from cod_diffc.evaluation.bjontegaard import bd_rate
@@ -47,23 +47,12 @@ TIMING_BPP = 0.05
 TIMING_IMAGE = "kodim23"
 
 
-def read_rows(per_image_csv: Path) -> dict[str, dict[str, list[dict]]]:
-    """`{method: {image: rows sorted by bpp}}` of an evaluation's per-image CSV."""
-    table: dict[str, dict[str, list[dict]]] = {}
-    for row in csv.DictReader(per_image_csv.open()):
-        table.setdefault(row["method"], {}).setdefault(row["image"], []).append(row)
-    return {
-        method: {image: sorted(rows, key=lambda row: float(row["bpp"])) for image, rows in images.items()}
-        for method, images in table.items()
-    }
-
-
 def diffc_rows_at_current_format(size: int) -> dict[str, dict[str, list[dict]]]:
     """DiffC's rows of `results/kodak_embedded/`, with `bytes` and `bpp` of its streams rewritten in the current
     format (same decode, a few more header bytes)."""
     from cod_diffc.diffc import read_stream, write_stream
 
-    rows = read_rows(DIFFC_RESULTS / "per_image.csv")
+    rows = per_image_rows(DIFFC_RESULTS / "per_image.csv")
     restated = {}
     for method in (CODECS["diffc"], CODECS["diffc"] + "-mean"):
         restated[method] = {}
@@ -193,7 +182,7 @@ def main() -> None:
 
     rows = diffc_rows_at_current_format(args.size)
     for codec_name in ("turbo-ddcm", "ddcm"):
-        rows |= read_rows(OUTPUT / codec_name / "per_image.csv")
+        rows |= per_image_rows(OUTPUT / codec_name / "per_image.csv")
     bd = {}
     for codec_name in ("turbo-ddcm", "ddcm"):
         for decode in ("", "-mean"):

@@ -121,6 +121,30 @@ class ByteReader:
             raise StreamError(f"corrupt stream: {len(self.body) - self.position} unexpected bytes at the end")
 
 
+def check_stream_fields(backbone: str, fingerprint: bytes, height: int, width: int, seed: int) -> None:
+    """`ValueError` naming the first of the fields every stream stores that a stream cannot hold."""
+    check_ascii("backbone name", backbone)
+    if len(fingerprint) != FINGERPRINT_SIZE:
+        raise ValueError(f"fingerprint must be {FINGERPRINT_SIZE} bytes, got {len(fingerprint)}")
+    for side, value in (("height", height), ("width", width)):
+        if not 1 <= value <= MAX_IMAGE_SIDE:
+            raise ValueError(f"image {side} must lie in [1, {MAX_IMAGE_SIDE}], got {value}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must lie in [0, 2**64), got {seed}")
+
+
+def check_backbone(backbone: str, fingerprint: bytes, adapter: BackboneAdapter) -> None:
+    """[`~errors.StreamError`] unless `adapter` is the backbone (`backbone`) and model (`fingerprint`) a stream
+    records."""
+    if backbone != adapter.name:
+        raise StreamError(f"stream made by backbone {backbone!r}, but the decoder runs {adapter.name!r}")
+    if fingerprint != adapter.fingerprint():
+        raise StreamError(
+            f"stream made by another {backbone!r} model: fingerprint {fingerprint.hex()}, the loaded model has "
+            f"{adapter.fingerprint().hex()}"
+        )
+
+
 @dataclass(frozen=True)
 class Container:
     r"""
@@ -147,24 +171,11 @@ class Container:
 
     def __post_init__(self):
         check_ascii("codec name", self.codec)
-        check_ascii("backbone name", self.backbone)
-        if len(self.fingerprint) != FINGERPRINT_SIZE:
-            raise ValueError(f"fingerprint must be {FINGERPRINT_SIZE} bytes, got {len(self.fingerprint)}")
-        for side, value in (("height", self.height), ("width", self.width)):
-            if not 1 <= value <= MAX_IMAGE_SIDE:
-                raise ValueError(f"image {side} must lie in [1, {MAX_IMAGE_SIDE}], got {value}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must lie in [0, 2**64), got {self.seed}")
+        check_stream_fields(self.backbone, self.fingerprint, self.height, self.width, self.seed)
 
     def check_backbone(self, adapter: BackboneAdapter) -> None:
         """[`~errors.StreamError`] unless `adapter` is the backbone and model that made the stream."""
-        if self.backbone != adapter.name:
-            raise StreamError(f"stream made by backbone {self.backbone!r}, but the decoder runs {adapter.name!r}")
-        if self.fingerprint != adapter.fingerprint():
-            raise StreamError(
-                f"stream made by another {self.backbone!r} model: fingerprint {self.fingerprint.hex()}, the loaded "
-                f"model has {adapter.fingerprint().hex()}"
-            )
+        check_backbone(self.backbone, self.fingerprint, adapter)
 
 
 def write_container(container: Container) -> bytes:

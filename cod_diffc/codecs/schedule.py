@@ -14,6 +14,12 @@ def to_float16(value: float) -> float:
     return struct.unpack("<e", struct.pack("<e", value))[0]
 
 
+def check_float16_scale(name: str, value: float) -> None:
+    """`ValueError` unless `value` is a finite, non-negative float16 number (a guidance scale as streams store it)."""
+    if not (math.isfinite(value) and value >= 0 and to_float16(value) == value):
+        raise ValueError(f"{name} must be a finite, non-negative float16 value, got {value}")
+
+
 @dataclass(frozen=True)
 class DiffCSchedule:
     r"""

@@ -18,7 +18,7 @@ Which variant made the stream (signed multi-atom Turbo-DDCM, or single-atom DDCM
 from dataclasses import dataclass
 
 from cod_diffc.codecs.container import ByteReader, float16, sized, varint
-from cod_diffc.codecs.schedule import MAX_NUM_STEPS, DiffCSchedule, to_float16
+from cod_diffc.codecs.schedule import MAX_NUM_STEPS, DiffCSchedule, check_float16_scale
 from cod_diffc.errors import StreamError
 
 
@@ -55,9 +55,7 @@ class DDCMPayload:
 
     def __post_init__(self):
         for which in ("denoise_guidance_scale", "encoding_guidance_scale"):
-            scale = getattr(self, which)
-            if not (scale >= 0 and to_float16(scale) == scale and scale != float("inf")):
-                raise ValueError(f"{which} must be a finite, non-negative float16 value, got {scale}")
+            check_float16_scale(which, getattr(self, which))
         if not 1 <= self.codebook_bits <= MAX_CODEBOOK_BITS:
             raise ValueError(f"codebook size must be 2**1 to 2**{MAX_CODEBOOK_BITS}, got 2**{self.codebook_bits}")
         if not 1 <= self.block_width <= MAX_BLOCK_WIDTH:

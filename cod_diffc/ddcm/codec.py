@@ -437,23 +437,40 @@ def decode(
 
 
 class _DDCMFamilyCodec(Codec):
-    """What DDCM and Turbo-DDCM share: [`encode`] / [`decode`] with the variant's settings."""
+    r"""
+    What DDCM and Turbo-DDCM share: the encoder's settings, and [`encode`] / [`decode`] with them. A variant sets
+    `signed` and its defaults `default_num_steps` and `default_max_atoms`.
+
+    Args:
+        num_steps (`int`, *optional*): Steps of the schedule (default: the variant's).
+        t_end (`float`, defaults to 0.02): The last time of the schedule.
+        codebook_bits (`int`, defaults to 10): `log2 K` (the paper's K = 16,384 is 14; 10 keeps the atom pool,
+            `K x block_width` numbers, at 16 M, about 3 s to build once per process on a 2-core CPU).
+        block_width (`int`, defaults to 16384): Most latent coordinates per codebook.
+        min_block_width (`int`, defaults to 1024): Fewest latent coordinates per codebook rate control may choose.
+        min_coded_fraction (`float`, defaults to 0.5): See [`allocate`].
+        max_atoms (`int`, *optional*): Most atoms per block and step (default: the variant's; DDCM takes only 1).
+        guidance_scale, denoise_guidance_scale (`float`, *optional*): As for DiffC.
+    """
 
     signed: bool
+    default_num_steps: int
+    default_max_atoms: int
 
     def __init__(
         self,
-        *,
-        num_steps: int,
-        t_end: float,
-        codebook_bits: int,
-        block_width: int,
-        min_block_width: int,
-        min_coded_fraction: float,
-        max_atoms: int,
+        num_steps: int | None = None,
+        t_end: float = 0.02,
+        codebook_bits: int = 10,
+        block_width: int = 16384,
+        min_block_width: int = 1024,
+        min_coded_fraction: float = 0.5,
+        max_atoms: int | None = None,
         guidance_scale: float | None = None,
         denoise_guidance_scale: float | None = None,
     ):
+        num_steps = self.default_num_steps if num_steps is None else num_steps
+        max_atoms = self.default_max_atoms if max_atoms is None else max_atoms
         self.variant = DDCMVariant(
             signed=self.signed,
             schedule=DiffCSchedule(num_steps=num_steps, t_end=t_end),
@@ -524,88 +541,23 @@ class _DDCMFamilyCodec(Codec):
 
 
 class TurboDDCMCodec(_DDCMFamilyCodec):
-    r"""
-    Turbo-DDCM: per step and block, the `M` atoms of a `K`-atom codebook best aligned with the residual, with signs.
-
-    Args:
-        num_steps (`int`, defaults to 20): Steps of the schedule (the papers use tens).
-        t_end (`float`, defaults to 0.02): The last time of the schedule.
-        codebook_bits (`int`, defaults to 10): `log2 K` (the paper's K = 16,384 is 14; 10 keeps the atom pool,
-            `K x block_width` numbers, at 16 M, about 3 s to build once per process on a 2-core CPU).
-        block_width (`int`, defaults to 16384): Most latent coordinates per codebook.
-        min_block_width (`int`, defaults to 1024): Fewest latent coordinates per codebook rate control may choose.
-        min_coded_fraction (`float`, defaults to 0.5): See [`allocate`].
-        max_atoms (`int`, defaults to 64): Most atoms per block and step.
-        guidance_scale, denoise_guidance_scale (`float`, *optional*): As for DiffC.
-    """
+    """Turbo-DDCM: per step and block, the `M` atoms of a `K`-atom codebook best aligned with the residual, with
+    signs; 20 steps (the papers use tens) and up to 64 atoms a step by default. Settings: [`_DDCMFamilyCodec`]."""
 
     name = "turbo-ddcm"
     summary = "Turbo-DDCM: several signed codebook atoms per step, chosen in closed form (fast, few steps)"
     signed = True
-
-    def __init__(
-        self,
-        num_steps: int = 20,
-        t_end: float = 0.02,
-        codebook_bits: int = 10,
-        block_width: int = 16384,
-        min_block_width: int = 1024,
-        min_coded_fraction: float = 0.5,
-        max_atoms: int = 64,
-        guidance_scale: float | None = None,
-        denoise_guidance_scale: float | None = None,
-    ):
-        super().__init__(
-            num_steps=num_steps,
-            t_end=t_end,
-            codebook_bits=codebook_bits,
-            block_width=block_width,
-            min_block_width=min_block_width,
-            min_coded_fraction=min_coded_fraction,
-            max_atoms=max_atoms,
-            guidance_scale=guidance_scale,
-            denoise_guidance_scale=denoise_guidance_scale,
-        )
+    default_num_steps = 20
+    default_max_atoms = 64
 
 
 class DDCMCodec(_DDCMFamilyCodec):
-    r"""
-    DDCM: per step and block, the one atom of a `K`-atom codebook best aligned with the residual.
-
-    Args:
-        num_steps (`int`, defaults to 100): Steps of the schedule (five times Turbo-DDCM's: DDCM needs many steps of one
-            atom; the paper runs 1,000 on a GPU).
-        t_end (`float`, defaults to 0.02): The last time of the schedule.
-        codebook_bits (`int`, defaults to 10): `log2 K`.
-        block_width (`int`, defaults to 16384): Most latent coordinates per codebook.
-        min_block_width (`int`, defaults to 1024): Fewest latent coordinates per codebook rate control may choose.
-        min_coded_fraction (`float`, defaults to 0.5): See [`allocate`].
-        guidance_scale, denoise_guidance_scale (`float`, *optional*): As for DiffC.
-    """
+    """DDCM: per step and block, the one atom of a `K`-atom codebook best aligned with the residual; 100 steps by
+    default (five times Turbo-DDCM's: DDCM needs many steps of one atom; the paper runs 1,000 on a GPU). Settings:
+    [`_DDCMFamilyCodec`]."""
 
     name = "ddcm"
     summary = "DDCM: one codebook atom per step in place of the sampler's noise (many steps)"
     signed = False
-
-    def __init__(
-        self,
-        num_steps: int = 100,
-        t_end: float = 0.02,
-        codebook_bits: int = 10,
-        block_width: int = 16384,
-        min_block_width: int = 1024,
-        min_coded_fraction: float = 0.5,
-        guidance_scale: float | None = None,
-        denoise_guidance_scale: float | None = None,
-    ):
-        super().__init__(
-            num_steps=num_steps,
-            t_end=t_end,
-            codebook_bits=codebook_bits,
-            block_width=block_width,
-            min_block_width=min_block_width,
-            min_coded_fraction=min_coded_fraction,
-            max_atoms=1,
-            guidance_scale=guidance_scale,
-            denoise_guidance_scale=denoise_guidance_scale,
-        )
+    default_num_steps = 100
+    default_max_atoms = 1

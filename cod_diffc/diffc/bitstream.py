@@ -31,7 +31,6 @@ The reader checks magic, version and checksum first, then bounds every field bef
 memory sized by a field; any problem raises [`~errors.StreamError`] naming it.
 """
 
-import math
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -41,7 +40,7 @@ from cod_diffc.codecs.container import (
     MAX_SEED,
     ByteReader,
     Container,
-    check_ascii,
+    check_stream_fields,
     checked_body,
     float16,
     read_container,
@@ -50,7 +49,7 @@ from cod_diffc.codecs.container import (
     varint,
     write_container,
 )
-from cod_diffc.codecs.schedule import MAX_NUM_STEPS, DiffCSchedule, to_float16
+from cod_diffc.codecs.schedule import MAX_NUM_STEPS, DiffCSchedule, check_float16_scale
 from cod_diffc.errors import StreamError
 
 
@@ -105,18 +104,9 @@ class DiffCStream:
     step_codes: bytes = b""
 
     def __post_init__(self):
-        check_ascii("backbone name", self.backbone)
-        if len(self.fingerprint) != FINGERPRINT_SIZE:
-            raise ValueError(f"fingerprint must be {FINGERPRINT_SIZE} bytes, got {len(self.fingerprint)}")
-        for side, value in (("height", self.height), ("width", self.width)):
-            if not 1 <= value <= MAX_IMAGE_SIDE:
-                raise ValueError(f"image {side} must lie in [1, {MAX_IMAGE_SIDE}], got {value}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must lie in [0, 2**64), got {self.seed}")
+        check_stream_fields(self.backbone, self.fingerprint, self.height, self.width, self.seed)
         for which in ("denoise_guidance_scale", "encoding_guidance_scale"):
-            scale = getattr(self, which)
-            if not (math.isfinite(scale) and scale >= 0 and to_float16(scale) == scale):
-                raise ValueError(f"{which} must be a finite, non-negative float16 value, got {scale}")
+            check_float16_scale(which, getattr(self, which))
         if self.schedule is None:
             if self.channel is not None or self.stop_step or self.step_codes:
                 raise ValueError("a condition-only stream (no schedule) has no channel, stop step or step codes")

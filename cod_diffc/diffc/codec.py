@@ -32,6 +32,7 @@ from cod_diffc.backbones.padding import pad_image, padded_size
 from cod_diffc.backbones.resources import check_image_fits
 from cod_diffc.backbones.sampling import ReverseStep, model_reverse_step
 from cod_diffc.codecs.codec import Codec, check_decode_method, check_guidance, check_image, latent_to_image
+from cod_diffc.codecs.container import check_backbone
 from cod_diffc.codecs.randomness import derive_key, seeded_normal
 from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.errors import StreamError
@@ -404,13 +405,7 @@ def decode(
     from .index_coding import decode_step_codes
 
     parsed = read_stream(stream)
-    if parsed.backbone != adapter.name:
-        raise StreamError(f"stream made by backbone {parsed.backbone!r}, but the decoder runs {adapter.name!r}")
-    if parsed.fingerprint != adapter.fingerprint():
-        raise StreamError(
-            f"stream made by another {parsed.backbone!r} model: fingerprint {parsed.fingerprint.hex()}, the loaded "
-            f"model has {adapter.fingerprint().hex()}"
-        )
+    check_backbone(parsed.backbone, parsed.fingerprint, adapter)
     if parsed.channel is not None:
         if simulator is None:
             simulator = channel_from_config(parsed.channel)

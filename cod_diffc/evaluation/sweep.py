@@ -82,6 +82,15 @@ class RateMethod(ABC):
         """One [`Reconstruction`] per target rate, in order, for a `(1, 3, H, W)` image in [0, 1]."""
 
 
+def _check_decode(decode: str, num_denoise_steps: int) -> None:
+    """`ValueError` for a decode method or step count a diffusion codec's decoder does not take."""
+    from cod_diffc.codecs.codec import check_decode_method
+
+    check_decode_method(decode)
+    if num_denoise_steps < 1:
+        raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
+
+
 class DiffCMethod(RateMethod):
     r"""
     DiffC on a backbone: one encode per image yields every target rate; each cut is decoded from its file as a
@@ -121,11 +130,7 @@ class DiffCMethod(RateMethod):
         num_denoise_steps: int = 25,
         decode: str = "flow",
     ):
-        from cod_diffc.codecs.codec import check_decode_method
-
-        if num_denoise_steps < 1:
-            raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
-        check_decode_method(decode)
+        _check_decode(decode, num_denoise_steps)
         self.name = name
         self.decode = decode
         self.description = (
@@ -235,11 +240,7 @@ class ZeroShotCodecMethod(RateMethod):
         num_denoise_steps: int = 25,
         decode: str = "flow",
     ):
-        from cod_diffc.codecs.codec import check_decode_method
-
-        if num_denoise_steps < 1:
-            raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
-        check_decode_method(decode)
+        _check_decode(decode, num_denoise_steps)
         self.name = name
         self.codec = codec
         self.adapter = adapter
