@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 REFERENCE_DIR = SHARED_DIR / "reference"
-PLUGIN_PACKAGE = Path(__file__).resolve().parent / "fixtures" / "third_party_backbone"
+PLUGIN_PACKAGE = Path(__file__).resolve().parent / "fixtures" / "third_party_plugins"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -66,7 +66,7 @@ def cod_official_dir() -> Path:
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory) -> Path:
     """The fixture plugin, installed for real with pip into a private target directory (no network)."""
-    source = tmp_path_factory.mktemp("plugin_source") / "third_party_backbone"
+    source = tmp_path_factory.mktemp("plugin_source") / "third_party_plugins"
     shutil.copytree(PLUGIN_PACKAGE, source)  # build in a copy: setuptools writes build files next to the sources
     target = tmp_path_factory.mktemp("plugin_site")
     subprocess.run(

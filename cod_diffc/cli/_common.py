@@ -59,13 +59,18 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+CODER_ALIASES = {"pooled": "pooled_pfr", "plain": "chunked_pfr"}
+"""`--coder` short names of the built-in channel coders."""
+
+
 def add_coder_arguments(parser: argparse.ArgumentParser) -> None:
     """`--coder` and `--chunk-bits`: the reverse channel coder and its operating point."""
     parser.add_argument(
         "--coder",
-        choices=("pooled", "plain"),
         default="pooled",
-        help="reverse channel coder: shared candidate pool scored by matrix products (fast), or fresh candidates",
+        metavar="{pooled,plain,NAME}",
+        help="reverse channel coder: shared candidate pool scored by matrix products (pooled, the default), fresh "
+        "candidates (plain), or any registered channel coder by name",
     )
     parser.add_argument(
         "--chunk-bits",
@@ -77,12 +82,11 @@ def add_coder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_simulator(coder: str, chunk_bits: int) -> ChannelSimulator:
-    """The channel simulator the `--coder` / `--chunk-bits` options name."""
-    from cod_diffc.diffc.channel import ChunkedPFRSimulator
-    from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
+    """The channel simulator the `--coder` / `--chunk-bits` options name: the coder's class built with
+    `max_chunk_bits=chunk_bits`; `ValueError` listing the available coders for an unknown name."""
+    from cod_diffc.diffc.channel_registry import get_channel_class
 
-    simulator_class = PooledPFRSimulator if coder == "pooled" else ChunkedPFRSimulator
-    return simulator_class(max_chunk_bits=chunk_bits)
+    return get_channel_class(CODER_ALIASES.get(coder, coder))(max_chunk_bits=chunk_bits)
 
 
 def quiet_model_loading() -> None:

@@ -55,7 +55,8 @@ from cod_diffc.errors import StreamError
 
 CODEC_NAME = "diffc"
 """The codec name DiffC streams record in the container."""
-MAX_CHANNEL_CONFIG_SIZE = 32
+MAX_CHANNEL_CONFIG_SIZE = 127
+"""Largest channel configuration a stream stores (its length is one varint byte)."""
 
 
 class StreamMode(IntEnum):
@@ -81,7 +82,7 @@ class DiffCStream:
         side_info (`bytes`): The backbone's condition bytes.
         channel (`bytes`, *optional*):
             Configuration of the channel simulator that coded the steps, 1 to [`MAX_CHANNEL_CONFIG_SIZE`] bytes
-            (DiffC streams only; see [`~diffc.codec.channel_config`]).
+            (DiffC streams only; see [`~diffc.channel_registry.channel_config`]).
         schedule ([`DiffCSchedule`], *optional*): The encoding schedule (DiffC streams only).
         stop_step (`int`, defaults to `0`): Number of steps sent.
         encoding_guidance_scale (`float`, defaults to `1.0`): Guidance the steps were coded with.

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 # kl_code grid resolution: KL values are stored as integers in units of 1/256 bit so layouts are integer arithmetic.
 _KL_UNITS_PER_BIT = 256
+# Finest kl_code grid a stream may ask for (it sizes the table of every code's KL).
+_MAX_KL_CODES_PER_OCTAVE = 64
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,31 @@ class ChunkLayout:
 class ChannelSimulator(ABC):
     """Sends z ~ q = N(mu, I) to a decoder that shares only `key` and the prior N(0, I).
 
-    Subclasses define the chunk layout of a `kl_code` and the encode/decode pair; the entropy coding of the codes
-    (`index_coding`) and the ideal code length are shared. `method` names the implementation in benchmark results.
+    Subclasses define the chunk layout of a `kl_code`, the encode/decode pair and the settings a stream stores
+    (`settings_bytes` / `from_settings_bytes`); the entropy coding of the codes (`index_coding`) and the ideal code
+    length are shared. `method` is the coder's name in the channel registry ([`~diffc.channel_registry`]), in
+    streams of third-party coders and in benchmark results.
     """
 
     method: str
     max_kl_code: int
+
+    @abstractmethod
+    def settings_bytes(self) -> bytes:
+        """Every setting the decoder depends on, as the stream stores them.
+
+        Raises:
+            `ValueError`: For a setting the format cannot store.
+        """
+
+    @classmethod
+    @abstractmethod
+    def from_settings_bytes(cls, settings: bytes) -> "ChannelSimulator":
+        """The simulator `settings` describe ([`settings_bytes`]'s inverse).
+
+        Raises:
+            `ValueError`: For settings it cannot rebuild; checked before building anything sized by them.
+        """
 
     @abstractmethod
     def layout(self, kl_code: int) -> ChunkLayout:
@@ -217,6 +238,35 @@ class ChunkedChannelSimulator(ChannelSimulator):
             f"{type(self).__name__}(max_chunk_bits={self.max_chunk_bits}, padding_bits={self.padding_bits}, "
             f"kl_codes_per_octave={self.kl_codes_per_octave}, max_kl_bits={self.max_kl_bits})"
         )
+
+    def settings_bytes(self) -> bytes:
+        """4 bytes: `max_chunk_bits`, `padding_bits`, `kl_codes_per_octave` (at most 64) and `log2(max_kl_bits)` (a
+        power of two)."""
+        max_kl_exponent = math.log2(self.max_kl_bits)
+        if not (max_kl_exponent.is_integer() and self.kl_codes_per_octave <= _MAX_KL_CODES_PER_OCTAVE):
+            raise ValueError(
+                f"the DiffC format stores max_kl_bits as a power of two and kl_codes_per_octave <= "
+                f"{_MAX_KL_CODES_PER_OCTAVE}, got {self!r}"
+            )
+        return bytes([self.max_chunk_bits, self.padding_bits, self.kl_codes_per_octave, int(max_kl_exponent)])
+
+    @classmethod
+    def from_settings_bytes(cls, settings: bytes) -> "ChunkedChannelSimulator":
+        return cls(*cls._grid_settings(settings, expected_size=4))
+
+    @staticmethod
+    def _grid_settings(settings: bytes, expected_size: int) -> tuple[int, int, int, float]:
+        """The four settings of [`settings_bytes`] at the start of `settings` (of `expected_size` bytes in all),
+        bounded before they size any table."""
+        if len(settings) != expected_size:
+            raise ValueError(f"expected {expected_size} bytes of settings, got {len(settings)}")
+        max_chunk_bits, padding_bits, kl_codes_per_octave, max_kl_exponent = settings[:4]
+        if not (kl_codes_per_octave <= _MAX_KL_CODES_PER_OCTAVE and max_kl_exponent <= 32):
+            raise ValueError(
+                f"kl_codes_per_octave {kl_codes_per_octave} (at most {_MAX_KL_CODES_PER_OCTAVE}) or "
+                f"log2(max_kl_bits) {max_kl_exponent} (at most 32) out of range"
+            )
+        return max_chunk_bits, padding_bits, kl_codes_per_octave, 2.0**max_kl_exponent
 
     def layout(self, kl_code: int) -> ChunkLayout:
         if not 0 <= kl_code <= self.max_kl_code:

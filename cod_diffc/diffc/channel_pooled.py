@@ -148,6 +148,15 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, pool_width={self.pool_width})"
 
+    def settings_bytes(self) -> bytes:
+        """6 bytes: the plain coder's 4 ([`~diffc.channel.ChunkedChannelSimulator.settings_bytes`]), then
+        `pool_width` (big-endian)."""
+        return super().settings_bytes() + self.pool_width.to_bytes(2, "big")
+
+    @classmethod
+    def from_settings_bytes(cls, settings: bytes) -> "PooledPFRSimulator":
+        return cls(*cls._grid_settings(settings, expected_size=6), pool_width=int.from_bytes(settings[4:6], "big"))
+
     def _choose_indices(
         self, mu: torch.Tensor, layout: ChunkLayout, key: bytes, permutation: torch.Tensor
     ) -> torch.Tensor:

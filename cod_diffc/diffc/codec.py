@@ -38,16 +38,13 @@ from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.errors import StreamError
 
 from .bitstream import DiffCStream, read_stream, write_stream
-from .channel import ChannelSimulator, ChunkedPFRSimulator, StepCode
+from .channel import ChannelSimulator, StepCode
 from .channel_pooled import PooledPFRSimulator
+from .channel_registry import channel_config, channel_from_config
 
 
 DEFAULT_MAX_LATENT_ELEMENTS = 2**26
 """Largest latent (`C * h * w`) a decoder allocates for a stream unless told otherwise."""
-
-_CHUNKED_PFR_ID = 0
-_POOLED_PFR_ID = 1
-_MAX_KL_CODES_PER_OCTAVE = 64
 
 
 @dataclass(frozen=True)
@@ -133,58 +130,6 @@ def default_simulator() -> ChannelSimulator:
     return PooledPFRSimulator(max_chunk_bits=15)
 
 
-def channel_config(simulator: ChannelSimulator) -> bytes:
-    r"""
-    The bytes a stream stores to rebuild `simulator` (its method and every setting the decoder depends on).
-
-    [`ChunkedPFRSimulator`] is 5 bytes: method id 0, `max_chunk_bits`, `padding_bits`, `kl_codes_per_octave`,
-    `log2(max_kl_bits)`. [`~diffc.channel_pooled.PooledPFRSimulator`] is 7 bytes: method id 1, the same four
-    settings, `pool_width` (2 bytes, big-endian).
-
-    Raises:
-        `ValueError`: For a simulator (or setting) the format cannot store.
-    """
-    if type(simulator) not in (ChunkedPFRSimulator, PooledPFRSimulator):
-        raise ValueError(
-            f"the DiffC format cannot store a {type(simulator).__name__}; "
-            "use ChunkedPFRSimulator or PooledPFRSimulator"
-        )
-    max_kl_exponent = math.log2(simulator.max_kl_bits)
-    if not (max_kl_exponent.is_integer() and simulator.kl_codes_per_octave <= _MAX_KL_CODES_PER_OCTAVE):
-        raise ValueError(
-            f"the DiffC format stores max_kl_bits as a power of two and kl_codes_per_octave <= "
-            f"{_MAX_KL_CODES_PER_OCTAVE}, got {simulator!r}"
-        )
-    settings = (simulator.max_chunk_bits, simulator.padding_bits, simulator.kl_codes_per_octave, int(max_kl_exponent))
-    if type(simulator) is PooledPFRSimulator:
-        return bytes([_POOLED_PFR_ID, *settings]) + simulator.pool_width.to_bytes(2, "big")
-    return bytes([_CHUNKED_PFR_ID, *settings])
-
-
-def channel_from_config(config: bytes) -> ChannelSimulator:
-    """The channel simulator described by a stream's channel configuration ([`channel_config`]'s inverse).
-
-    Raises:
-        [`~errors.StreamError`]: For a configuration this version cannot rebuild.
-    """
-    if len(config) == 5 and config[0] == _CHUNKED_PFR_ID:
-        simulator_class, extra_settings = ChunkedPFRSimulator, {}
-    elif len(config) == 7 and config[0] == _POOLED_PFR_ID:
-        simulator_class, extra_settings = PooledPFRSimulator, {"pool_width": int.from_bytes(config[5:7], "big")}
-    else:
-        raise StreamError(f"unknown channel simulator configuration {config.hex()}")
-    max_chunk_bits, padding_bits, kl_codes_per_octave, max_kl_exponent = config[1:5]
-    # Bounded before construction: the simulator builds tables sized by these settings.
-    if not (kl_codes_per_octave <= _MAX_KL_CODES_PER_OCTAVE and max_kl_exponent <= 32):
-        raise StreamError(f"channel simulator configuration {config.hex()} is out of range")
-    try:
-        return simulator_class(
-            max_chunk_bits, padding_bits, kl_codes_per_octave, 2.0**max_kl_exponent, **extra_settings
-        )
-    except ValueError as error:
-        raise StreamError(f"invalid channel simulator configuration {config.hex()}: {error}") from None
-
-
 def _model_step(
     adapter: BackboneAdapter,
     latent: torch.Tensor,
@@ -252,7 +197,7 @@ def encode(
             Guidance the decoder denoises with, stored in the stream; defaults to `guidance_scale`.
         simulator ([`ChannelSimulator`], *optional*):
             The reverse channel coder; defaults to [`default_simulator`]. Its configuration goes into the stream
-            ([`channel_config`]).
+            ([`~diffc.channel_registry.channel_config`]).
         clamp_targets (`bool`, defaults to `False`):
             Give a `target_bpp` below the smallest file (header and side information) that file instead of raising,
             as a classical codec's lowest quality does: for rate sweeps over many images.

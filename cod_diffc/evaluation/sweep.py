@@ -147,7 +147,8 @@ class DiffCMethod(RateMethod):
         }
         self.num_denoise_steps = num_denoise_steps
         from cod_diffc.diffc import DiffCSchedule
-        from cod_diffc.diffc.codec import channel_config, default_simulator
+        from cod_diffc.diffc.channel_registry import channel_config
+        from cod_diffc.diffc.codec import default_simulator
 
         schedule = DiffCSchedule() if schedule is None else schedule
         self.settings = {

@@ -208,6 +208,17 @@ def test_backbones_lists_builtins_and_installed_plugins(installed_plugin, capsys
     assert {"cod", "gaussian", "toy-flow"} <= set(names)
 
 
+def test_an_installed_channel_coder_is_chosen_by_name_and_read_back_from_the_stream(installed_plugin, workspace,
+                                                                                    tmp_path):
+    model = ["--model", str(workspace / "model")]
+    stream, png = tmp_path / "salted.cdc", tmp_path / "salted.png"
+    options = ["--steps", "6", "--coder", "toy-salted-pfr", "--chunk-bits", "8", "--stop-step", "3", "--no-progress"]
+    assert main(["compress", str(workspace / "photo.png"), *model, "-o", str(stream), *options]) == 0
+    assert read_stream(stream.read_bytes()).channel.startswith(bytes([255, 14]) + b"toy-salted-pfr")
+    assert main(["decompress", str(stream), *model, "-o", str(png), "--no-progress"]) == 0
+    assert PIL.Image.open(png).size == (96, 64)
+
+
 def test_stable_diffusion_backbone_end_to_end(tmp_path, capsys):
     model = save_tiny_sd_pipeline(tmp_path / "sd", "epsilon")
     rng = np.random.default_rng(1)
@@ -264,6 +275,8 @@ def test_codec_errors_are_one_line_and_write_nothing(workspace, capsys, tmp_path
         "--stop-step cuts DiffC's": ["compress", photo, *model, "--codec", "turbo-ddcm", "--stop-step", "2",
                                      "-o", str(out)],
         "needs a target rate": ["compress", photo, *model, "--codec", "ddcm", "-o", str(out)],
+        "unknown channel coder 'nope'; available channel coders: chunked_pfr": [
+            "compress", photo, *model, "--coder", "nope", "--stop-step", "2", "-o", str(out)],
         "below the smallest file": ["compress", photo, *model, "--codec", "turbo-ddcm", "--bpp", "0.001",
                                     "-o", str(out), "--no-progress"],
     }

@@ -100,7 +100,7 @@ class TestWriterValidation:
             ({"encoding_guidance_scale": float("nan")}, "encoding_guidance_scale"),
             ({"stop_step": 101}, "stop step"),
             ({"channel": None}, "channel"),
-            ({"channel": bytes(33)}, "channel"),
+            ({"channel": bytes(128)}, "channel"),
         ],
     )
     def test_invalid_fields_raise_value_error(self, changes, message):
@@ -176,7 +176,7 @@ class TestMalformedFiles:
             (44, b"\x07", "unknown mode"),
             (45, b"\x00\x7c", "denoise_guidance_scale must be a finite"),  # float16 infinity
             (47, b"\x00", "channel configuration length is 0"),
-            (47, b"\x21", "channel configuration length is 33"),
+            (47, b"\x80\x01", "channel configuration length is 128"),
             (53, b"\x00", "num_steps is 0"),
             (54, b"\x00\x3c", "t_end"),  # float16 1.0
             (56, b"\x65", "stop step is 101"),  # > num_steps

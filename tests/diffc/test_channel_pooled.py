@@ -10,7 +10,8 @@ from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.diffc.bitstream import read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator, StepCode
 from cod_diffc.diffc.channel_pooled import POOL_KEY, PooledPFRSimulator, _Segments
-from cod_diffc.diffc.codec import channel_from_config, decode, encode
+from cod_diffc.diffc.channel_registry import channel_from_config
+from cod_diffc.diffc.codec import decode, encode
 from cod_diffc.diffc.index_coding import decode_step_codes, encode_step_codes
 
 

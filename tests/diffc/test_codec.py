@@ -10,15 +10,7 @@ from cod_diffc.backbones.sampling import ReverseStep
 from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.diffc.bitstream import StreamMode, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
-from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
-from cod_diffc.diffc.codec import (
-    channel_config,
-    channel_from_config,
-    compress,
-    decode,
-    decompress,
-    encode,
-)
+from cod_diffc.diffc.codec import compress, decode, decompress, encode
 from cod_diffc.errors import StreamError
 
 
@@ -220,24 +212,6 @@ class TestStreamChecks:
     def test_latent_larger_than_the_limit_is_refused(self, adapter, encoded):
         with pytest.raises(StreamError, match="max_latent_elements"):
             decode(encoded.points[4].stream, adapter, max_latent_elements=100, progress=False)
-
-    def test_channel_configuration_round_trips(self):
-        for simulator in (
-            ChunkedPFRSimulator(max_chunk_bits=12, padding_bits=3, kl_codes_per_octave=4),
-            PooledPFRSimulator(max_chunk_bits=18, padding_bits=8, pool_width=300),
-        ):
-            rebuilt = channel_from_config(channel_config(simulator))
-            assert type(rebuilt) is type(simulator) and repr(rebuilt) == repr(simulator)
-        with pytest.raises(StreamError, match="invalid channel"):
-            channel_from_config(b"\x01\x10\x02\x08\x18\x00\x00")  # pool_width 0
-        with pytest.raises(StreamError, match="unknown channel"):
-            channel_from_config(b"\x01\x10\x02\x08\x18")  # pooled without its pool_width
-        with pytest.raises(StreamError, match="unknown channel"):
-            channel_from_config(b"\x09\x10\x02\x08\x18")
-        with pytest.raises(StreamError, match="invalid channel"):
-            channel_from_config(b"\x00\x10\x10\x08\x18")
-        with pytest.raises(ValueError, match="power of two"):
-            channel_config(ChunkedPFRSimulator(max_kl_bits=1000.0))
 
 
 class TestDenoiseAndConvenience:
