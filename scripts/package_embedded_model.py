@@ -16,7 +16,7 @@ import torch
 
 from cod_diffc.pipelines.embedded_models import WEIGHTS_DIR
 from cod_diffc.pipelines.pipeline_cod import CodPipeline
-from cod_diffc.training.export import export_pipeline
+from cod_diffc.training.export import save_atomically
 
 
 def folder_megabytes(folder: Path) -> float:
@@ -33,13 +33,13 @@ def main() -> None:
 
     pipeline = CodPipeline.from_pretrained(str(args.pipeline), local_files_only=True, dtype=torch.float16)
     with tempfile.TemporaryDirectory() as scratch:  # measured before the shipped model is touched
-        megabytes = folder_megabytes(export_pipeline(pipeline, Path(scratch) / args.name))
+        megabytes = folder_megabytes(save_atomically(pipeline, Path(scratch) / args.name))
     if megabytes > args.max_megabytes:
         raise SystemExit(
             f"error: {args.name} takes {megabytes:.1f} MB, more than --max-megabytes {args.max_megabytes}; "
             "nothing was written"
         )
-    destination = export_pipeline(pipeline, WEIGHTS_DIR / args.name)
+    destination = save_atomically(pipeline, WEIGHTS_DIR / args.name)
     print(f"wrote {destination} ({megabytes:.1f} MB)")
 
 

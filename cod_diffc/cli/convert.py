@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from cod_diffc.models import CodConditionCodec, CodTransformer2DModel
     from cod_diffc.pipelines import CodPipeline, get_named_config
     from cod_diffc.schedulers import CodFlowMatchScheduler
-    from cod_diffc.training.export import export_pipeline
+    from cod_diffc.training.export import save_atomically
 
     if args.output.exists():
         raise ValueError(f"{args.output} exists; remove it or choose another output directory")
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         vae=vae,
         default_guidance_scale=named.default_guidance_scale,
     )
-    export_pipeline(pipeline, args.output)
+    save_atomically(pipeline, args.output)
     total = sum(p.numel() for p in transformer.parameters()) + sum(p.numel() for p in codec.parameters())
     print(f"{checkpoint_path} -> {args.output}: CodPipeline ({args.variant}), {total:,} denoiser parameters")
     return 0

@@ -8,10 +8,11 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train CoD from scratch or from an earlier stage",
+        help="train CoD (or the autoencoder of a latent CoD) from scratch or from an earlier stage",
         description=(
-            "Train CoD from a YAML configuration (see configs/train/ and docs/training.md). Runs on one device, or on "
-            "several with `accelerate launch -m cod_diffc train ...`."
+            "Train CoD, or with model.kind: autoencoder the AutoencoderKL of a latent CoD, from a YAML configuration "
+            "(see configs/train/ and docs/training.md). Runs on one device, or on several with "
+            "`accelerate launch -m cod_diffc train ...`."
         ),
     )
     parser.add_argument("--config", required=True, help="the training configuration (YAML)")
@@ -30,11 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cod_diffc.training import CodTrainer, load_train_config
+    from cod_diffc.training import AutoencoderTrainer, CodTrainer, load_train_config
 
     config = load_train_config(args.config, args.overrides)
-    trainer = CodTrainer(config, resume=args.resume_from or args.resume)
-    pipeline_dir = trainer.train()
+    trainer_class = AutoencoderTrainer if config.model.kind == "autoencoder" else CodTrainer
+    trainer = trainer_class(config, resume=args.resume_from or args.resume)
+    exported = trainer.train()
     if trainer.accelerator.is_main_process:
-        print(f"exported pipeline: {pipeline_dir}")
+        print(f"exported {'autoencoder' if config.model.kind == 'autoencoder' else 'pipeline'}: {exported}")
     return 0

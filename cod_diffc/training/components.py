@@ -61,7 +61,8 @@ class CodComponents:
             )
 
 
-def _check_keys(section: str, overrides: dict[str, Any], model_class: type) -> None:
+def check_constructor_keys(section: str, overrides: dict[str, Any], model_class: type) -> None:
+    """`ValueError` naming the keys of `overrides` (configuration `section`) that `model_class` does not take."""
     parameters = [name for name in inspect.signature(model_class.__init__).parameters if name != "self"]
     unknown = sorted(set(overrides) - set(parameters))
     if unknown:
@@ -78,8 +79,8 @@ def build_components(config: ModelConfig) -> CodComponents:
     an error. Seed the global RNG first for a reproducible initialisation.
     """
     named = get_named_config(config.named_config)
-    _check_keys("model.transformer", config.transformer, CodTransformer2DModel)
-    _check_keys("model.condition_codec", config.condition_codec, CodConditionCodec)
+    check_constructor_keys("model.transformer", config.transformer, CodTransformer2DModel)
+    check_constructor_keys("model.condition_codec", config.condition_codec, CodConditionCodec)
     transformer_kwargs = {**named.transformer, **config.transformer}
     codec_kwargs = {**named.condition_codec, **config.condition_codec}
     transformer = CodTransformer2DModel(**transformer_kwargs)

@@ -38,6 +38,9 @@ class ModelConfig:
     What to train.
 
     Args:
+        kind: `"cod"` trains a CoD model (the keys below but `autoencoder`); `"autoencoder"` trains the
+            `AutoencoderKL` a latent CoD model works in (only `autoencoder` applies), whose export `vae_path` of a
+            latent CoD run then names.
         named_config: a name from `cod_diffc.pipelines.named_configs.NAMED_CONFIGS`.
         transformer: overrides of the [`CodTransformer2DModel`] constructor arguments of the named configuration.
         condition_codec: overrides of the [`CodConditionCodec`] constructor arguments. `condition_channels` follows
@@ -52,8 +55,10 @@ class ModelConfig:
             x2 up-sampler that `up2x` adds to the codec decoder); any other difference is an error.
         guidance_scale: classifier-free guidance for validation and the exported pipeline; `None` takes the named
             configuration's.
+        autoencoder: constructor arguments of the diffusers `AutoencoderKL` of an autoencoder run.
     """
 
+    kind: Literal["cod", "autoencoder"] = "cod"
     named_config: str = "cod-pixel-tiny"
     transformer: dict[str, Any] = field(default_factory=dict)
     condition_codec: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +66,7 @@ class ModelConfig:
     init_from: str | None = None
     init_partial: list[str] = field(default_factory=list)
     guidance_scale: float | None = None
+    autoencoder: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +131,8 @@ class LossConfig:
         repa_block: weight of the REPA alignment of backbone block `repa_block_index` (1-based).
         repa_condition: weight of the REPA alignment of the condition map.
         repa_block_index: the backbone block whose output is aligned (8 in the release).
+        kl: autoencoder runs (whose objective is the reconstruction MSE plus this term): weight of the KL divergence
+            of the latent posterior from N(0, I), per latent element.
     """
 
     flow: float = 1.0
@@ -136,6 +144,7 @@ class LossConfig:
     repa_block: float = 0.5
     repa_condition: float = 0.5
     repa_block_index: int = 8
+    kl: float = 1e-4
 
 
 @dataclass
@@ -223,6 +232,7 @@ class TrainConfig:
             "loss.one_step": self.loss.one_step,
             "loss.repa_block": self.loss.repa_block,
             "loss.repa_condition": self.loss.repa_condition,
+            "loss.kl": self.loss.kl,
         }
         for key, value in positive.items():
             if value <= 0:
@@ -230,6 +240,10 @@ class TrainConfig:
         for key, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"{key} must be non-negative, got {value}")
+        if self.model.kind == "autoencoder" and not self.model.autoencoder:
+            raise ValueError("model.autoencoder is empty: give the AutoencoderKL arguments of an autoencoder run")
+        if self.model.kind == "cod" and self.model.autoencoder:
+            raise ValueError("model.autoencoder applies to autoencoder runs only (model.kind: autoencoder)")
         if not self.data.train_dir:
             raise ValueError("data.train_dir is not set: give the folder of training images")
         if self.data.max_short_side is not None and self.data.max_short_side < self.data.resolution:

@@ -1,4 +1,5 @@
-"""From training weights to a [`CodPipeline`]: the EMA denoiser in fresh components, saved as a diffusers folder."""
+"""From training weights to a [`CodPipeline`]: the EMA denoiser in fresh components, saved as a diffusers folder
+(atomically, as every export of a training run)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, ModelMixin
 
 from cod_diffc.models.condition_codec_cod import CodConditionCodec
 from cod_diffc.models.transformer_cod import CodTransformer2DModel
@@ -49,8 +50,8 @@ def load_ema_weights(pipeline: CodPipeline, ema_state: dict[str, torch.Tensor]) 
         getattr(pipeline, component).load_state_dict(state, strict=True)
 
 
-def export_pipeline(pipeline: CodPipeline, output_dir: str | Path) -> Path:
-    """Saves the pipeline (safetensors) so that `CodPipeline.from_pretrained(output_dir)` loads it.
+def save_atomically(model: CodPipeline | ModelMixin, output_dir: str | Path) -> Path:
+    """Saves a pipeline or a model (safetensors) so that its class's `from_pretrained(output_dir)` loads it.
 
     The folder is written beside its destination and renamed into place, so it is never seen half-written; a save
     that fails leaves neither a partial folder nor a changed destination.
@@ -59,7 +60,7 @@ def export_pipeline(pipeline: CodPipeline, output_dir: str | Path) -> Path:
     partial = output_dir.with_name(f".{output_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        pipeline.save_pretrained(str(partial), safe_serialization=True)
+        model.save_pretrained(str(partial), safe_serialization=True)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -1,4 +1,5 @@
-"""`CodTrainer`: trains CoD from scratch (or from an earlier stage) on `accelerate`.
+"""The training loop on `accelerate` ([`Trainer`]), and [`CodTrainer`], which trains CoD with it from scratch (or from
+an earlier stage).
 
 The same code runs on one device and under `accelerate launch` (DDP, or FSDP with an accelerate config file):
 accelerate owns the processes, the device placement, mixed precision and the gradient all-reduce.
@@ -16,6 +17,7 @@ import json
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +49,7 @@ from cod_diffc.training.data import (
     split_validation,
 )
 from cod_diffc.training.ema import ExponentialMovingAverage
-from cod_diffc.training.export import build_pipeline, export_pipeline, load_ema_weights
+from cod_diffc.training.export import build_pipeline, load_ema_weights, save_atomically
 from cod_diffc.training.losses import draw_training_noise
 from cod_diffc.training.model import CodTrainingModel
 from cod_diffc.training.plots import plot_training_curves, save_image_grid
@@ -108,21 +110,21 @@ def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     partial.replace(path)
 
 
-class CodTrainer:
+class Trainer(ABC):
     """
-    Trains a CoD model described by a [`TrainConfig`].
+    The training loop every model of the library shares: data, optimiser, EMA, logs, checkpoints, resuming,
+    validation and export. A subclass builds the model and says what a micro-batch's losses are, how the EMA weights
+    are validated and what is exported.
 
     Parameters:
         config ([`TrainConfig`]): the run.
         resume (`bool` or `str`, *optional*, defaults to `False`): `True` continues from the newest checkpoint of
             `run.output_dir` (or starts afresh when it has none); a path continues from that checkpoint or run
             directory. Without it, an output directory that already holds checkpoints is an error.
-
-    Examples:
-        >>> from cod_diffc.training import CodTrainer, load_train_config
-        >>> config = load_train_config("configs/train/tiny.yaml", ["data.train_dir=images", "run.max_steps=10"])
-        >>> pipeline_dir = CodTrainer(config).train()  # doctest: +SKIP
     """
+
+    export_dirname: str
+    """The folder of `run.output_dir` the export goes to."""
 
     def __init__(self, config: TrainConfig, resume: bool | str = False):
         config.validate()
@@ -160,27 +162,7 @@ class CodTrainer:
 
         # model
         torch.manual_seed(config.run.seed)
-        self.components: CodComponents = build_components(config.model)
-        self.components.check_resolution(config.data.resolution)
-        self.sample_shape = self.components.sample_shape(config.data.resolution)
-        if config.run.gradient_checkpointing:
-            self.components.transformer.enable_gradient_checkpointing()
-            self.components.condition_codec.enable_gradient_checkpointing()
-        self.repa_encoder = None
-        if config.loss.repa_encoder_path is not None:
-            self.repa_encoder = RepaFeatureEncoder(config.loss.repa_encoder_path).to(self.accelerator.device)
-        else:
-            logger.info("REPA is off (loss.repa_encoder_path is not set)")
-        training_model = CodTrainingModel(
-            self.components.transformer,
-            self.components.condition_codec,
-            config.loss,
-            repa_feature_dim=self.repa_encoder.feature_dim if self.repa_encoder is not None else None,
-        )
-        init_ema_state = self._initialise_from(training_model) if config.model.init_from else None
-        if self.components.vae is not None:
-            self.components.vae.to(self.accelerator.device)
-
+        training_model, init_ema_state = self.build_training_model()
         optimizer = torch.optim.AdamW(
             [parameter for parameter in training_model.parameters() if parameter.requires_grad],
             lr=config.optim.lr,
@@ -189,15 +171,42 @@ class CodTrainer:
             weight_decay=config.optim.weight_decay,
         )
         self.model, self.optimizer = self.accelerator.prepare(training_model, optimizer)
-        self.training_model: CodTrainingModel = self.accelerator.unwrap_model(self.model)
-        denoiser = nn.ModuleDict(
-            {"transformer": self.training_model.transformer, "condition_codec": self.training_model.condition_codec}
-        )
-        self.ema = ExponentialMovingAverage(denoiser, config.run.ema_decay)
+        self.training_model = self.accelerator.unwrap_model(self.model)
+        self.ema = ExponentialMovingAverage(self.ema_module(), config.run.ema_decay)
         if init_ema_state is not None:
             self.ema.load_state_dict(init_ema_state, strict=False)
-        self._validation_pipeline = None
-        self._validation_images = None
+        self._validation_images: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------------------------------------ the model
+    @property
+    @abstractmethod
+    def model_description(self) -> str:
+        """What is trained, for the log."""
+
+    @abstractmethod
+    def build_training_model(self) -> tuple[nn.Module, dict[str, torch.Tensor] | None]:
+        """The module whose forward returns the loss terms (on the CPU; `accelerate` places it), and the EMA tensors
+        to start the average from (`None`: from the initial weights)."""
+
+    @abstractmethod
+    def ema_module(self) -> nn.Module:
+        """The part of `self.training_model` whose average is validated and exported."""
+
+    @abstractmethod
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss terms of a micro-batch (`"loss"`, the weighted total, among them), computed through
+        `self.model` so that gradients are synchronised."""
+
+    @abstractmethod
+    def validate_ema(
+        self, ema_state: dict[str, torch.Tensor], images: torch.Tensor
+    ) -> tuple[dict[str, float], list[torch.Tensor]]:
+        """Metrics of the EMA weights on the validation images (`(N, 3, R, R)` uint8), named `psnr*` for the plot,
+        and rows of uint8 images for the picture grid (the first being `images`)."""
+
+    @abstractmethod
+    def export_ema(self, ema_state: dict[str, torch.Tensor], path: Path) -> None:
+        """Writes the EMA model to `path` (main process only)."""
 
     # ------------------------------------------------------------------------------------------------ set-up
     def _mixed_precision(self) -> str:
@@ -230,29 +239,6 @@ class CodTrainer:
         self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package_logger.addHandler(self._log_handler)
 
-    def _initialise_from(self, training_model: CodTrainingModel) -> dict[str, torch.Tensor]:
-        """Loads model weights from `model.init_from`; returns the EMA tensors to start the average from."""
-        model_state, ema_state, path = read_checkpoint_weights(self.config.model.init_from)
-        own_state = training_model.state_dict()
-        partial = tuple(self.config.model.init_partial)
-        mismatched = sorted(set(model_state) ^ set(own_state))
-        unexplained = [name for name in mismatched if not name.startswith(partial)] if partial else mismatched
-        if unexplained:
-            raise ValueError(
-                f"model.init_from {path} does not match this model: {len(unexplained)} tensor(s) present on one side "
-                f"only, e.g. {unexplained[:4]}; list their prefixes in model.init_partial if that is intended"
-            )
-        shared = {name: value for name, value in model_state.items() if name in own_state}
-        for name, value in shared.items():
-            if value.shape != own_state[name].shape:
-                raise ValueError(
-                    f"model.init_from {path}: {name} has shape {tuple(value.shape)}, this model "
-                    f"{tuple(own_state[name].shape)}"
-                )
-        training_model.load_state_dict(shared, strict=False)
-        logger.info("initialised %d tensors from %s (%d left fresh)", len(shared), path, len(own_state) - len(shared))
-        return {name: value for name, value in ema_state.items() if name in own_state}
-
     # ------------------------------------------------------------------------------------------------ loop
     def _learning_rate(self, step: int) -> float:
         warmup = self.config.optim.warmup_steps
@@ -277,36 +263,10 @@ class CodTrainer:
         )
         return iter(loader)
 
-    @torch.no_grad()
-    def _to_diffusion_space(self, images: torch.Tensor, posterior_noise: torch.Tensor | None) -> torch.Tensor:
-        """Images in [0, 1] → pixels in [-1, 1], or VAE posterior samples (with the given noise) x sf²."""
-        pixels = 2.0 * images - 1.0
-        vae = self.components.vae
-        if vae is None:
-            return pixels
-        posterior = vae.encode(pixels.to(vae.dtype)).latent_dist
-        latents = posterior.mean + posterior.std * posterior_noise.to(posterior.mean.dtype)
-        return latents.float() * self.components.latent_scale
-
     def _micro_step(self, batch: dict[str, torch.Tensor], sync: bool) -> dict[str, torch.Tensor]:
-        device = self.accelerator.device
-        images = batch["image"].to(device, non_blocking=True).float() / 255.0  # (b, 3, R, R)
-        noise = draw_training_noise(
-            batch["position"].tolist(),
-            self.config.run.seed,
-            self.sample_shape,
-            self.config.loss.condition_dropout,
-            latent=self.components.vae is not None,
-            device=device,
-        )
-        samples = self._to_diffusion_space(images, noise.posterior_noise)
-        repa_targets = None
-        if self.repa_encoder is not None:
-            grid = self.components.condition_codec.condition_grid_size(*images.shape[-2:])
-            repa_targets = self.repa_encoder(images, grid)
         accumulation = self.config.optim.gradient_accumulation_steps
         with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.model):
-            terms = self.model(images, samples, noise.noise, noise.sigmas, noise.null_mask, repa_targets)
+            terms = self.loss_terms(batch)
             self.accelerator.backward(terms["loss"] / accumulation)
         return {name: value.detach() / accumulation for name, value in terms.items()}
 
@@ -342,10 +302,10 @@ class CodTrainer:
         return record
 
     def train(self) -> Path:
-        """Runs (or resumes) the training to `run.max_steps`, then exports the EMA pipeline.
+        """Runs (or resumes) the training to `run.max_steps`, then exports the EMA model.
 
         Returns:
-            The exported pipeline directory, `run.output_dir/pipeline`.
+            The exported folder, `run.output_dir/{export_dirname}`.
         """
         self._setup_logging()
         try:
@@ -367,7 +327,7 @@ class CodTrainer:
         logger.info(
             "training %s for %d steps: global batch %d (%d per process x %d processes x %d accumulation), %d "
             "training images, %d validation images, %d unreadable files skipped",
-            config.model.named_config,
+            self.model_description,
             config.run.max_steps,
             config.optim.batch_size,
             self.micro_batch_size,
@@ -462,36 +422,20 @@ class CodTrainer:
                 _write_jsonl(self.output_dir / filename, [r for r in records if r["step"] <= self.step])
         logger.info("resumed from %s at step %d", path, self.step)
 
-    def _pipeline_with_ema(self, ema_state: dict[str, torch.Tensor]) -> CodPipeline:
-        if self._validation_pipeline is None:
-            self._validation_pipeline = build_pipeline(
-                self.training_model.transformer,
-                self.training_model.condition_codec,
-                self.components.vae,
-                self.components.guidance_scale,
-            )
-        load_ema_weights(self._validation_pipeline, ema_state)
-        return self._validation_pipeline
+    def validation_images(self) -> torch.Tensor:
+        """The validation subset, `(N, 3, R, R)` uint8 centre crops, loaded once."""
+        if self._validation_images is None:
+            data = self.config.data
+            self._validation_images = load_validation_images(self.val_paths, data.resolution, data.max_short_side)
+        return self._validation_images
 
     def run_validation(self) -> dict[str, float] | None:
-        """Reconstructs the validation subset with the EMA weights (main process); logs PSNR, plots and a grid."""
+        """Validates the EMA weights on the validation subset (main process); logs the metrics, plots and a grid."""
         metrics = None
         ema_state = self.ema.state_dict()  # gathers sharded tensors: every process takes part
         if self.accelerator.is_main_process:
-            config = self.config
-            if self._validation_images is None:
-                self._validation_images = load_validation_images(
-                    self.val_paths, config.data.resolution, config.data.max_short_side
-                )
-            pipeline = self._pipeline_with_ema(ema_state)
             with self.accelerator.autocast():
-                metrics, rows = validate(
-                    pipeline,
-                    self._validation_images,
-                    config.validation.num_inference_steps,
-                    config.validation.seed,
-                    config.validation.batch_size,
-                )
+                metrics, rows = self.validate_ema(ema_state, self.validation_images())
             record = {"step": self.step, **metrics}
             with (self.output_dir / VALIDATION_FILENAME).open("a") as file:
                 file.write(json.dumps(record) + "\n")
@@ -503,17 +447,155 @@ class CodTrainer:
                 _read_jsonl(self.output_dir / VALIDATION_FILENAME),
                 self.output_dir / "loss.png",
             )
-            summary = ", ".join(f"{name} {value:.2f} dB" for name, value in metrics.items())
+            summary = ", ".join(
+                f"{name} {value:.2f} dB" if name.startswith("psnr") else f"{name} {value:.4g}"
+                for name, value in metrics.items()
+            )
             logger.info("validation at step %d: %s", self.step, summary)
         self.accelerator.wait_for_everyone()
         return metrics
 
     def export(self) -> Path:
-        """Writes the EMA model as a `CodPipeline` folder (`run.output_dir/pipeline`) and returns its path."""
-        path = self.output_dir / EXPORT_DIRNAME
+        """Writes the EMA model to `run.output_dir/{export_dirname}` and returns its path."""
+        path = self.output_dir / self.export_dirname
         ema_state = self.ema.state_dict()
         if self.accelerator.is_main_process:
-            export_pipeline(self._pipeline_with_ema(ema_state), path)
-            logger.info("exported the EMA pipeline to %s", path)
+            self.export_ema(ema_state, path)
+            logger.info("exported the EMA model to %s", path)
         self.accelerator.wait_for_everyone()
         return path
+
+
+class CodTrainer(Trainer):
+    """
+    Trains a CoD model described by a [`TrainConfig`]: rectified flow, the codec's reconstruction and VQ terms,
+    optionally REPA and the one-step ("unified") loss; exports a [`CodPipeline`].
+
+    Parameters:
+        config ([`TrainConfig`]): the run.
+        resume (`bool` or `str`, *optional*, defaults to `False`): see [`Trainer`].
+
+    Examples:
+        >>> from cod_diffc.training import CodTrainer, load_train_config
+        >>> config = load_train_config("configs/train/tiny.yaml", ["data.train_dir=images", "run.max_steps=10"])
+        >>> pipeline_dir = CodTrainer(config).train()  # doctest: +SKIP
+    """
+
+    export_dirname = EXPORT_DIRNAME
+    training_model: CodTrainingModel
+
+    def __init__(self, config: TrainConfig, resume: bool | str = False):
+        self._validation_pipeline: CodPipeline | None = None
+        super().__init__(config, resume)
+
+    @property
+    def model_description(self) -> str:
+        return self.config.model.named_config
+
+    def build_training_model(self) -> tuple[CodTrainingModel, dict[str, torch.Tensor] | None]:
+        config = self.config
+        self.components: CodComponents = build_components(config.model)
+        self.components.check_resolution(config.data.resolution)
+        self.sample_shape = self.components.sample_shape(config.data.resolution)
+        if config.run.gradient_checkpointing:
+            self.components.transformer.enable_gradient_checkpointing()
+            self.components.condition_codec.enable_gradient_checkpointing()
+        self.repa_encoder = None
+        if config.loss.repa_encoder_path is not None:
+            self.repa_encoder = RepaFeatureEncoder(config.loss.repa_encoder_path).to(self.accelerator.device)
+        else:
+            logger.info("REPA is off (loss.repa_encoder_path is not set)")
+        training_model = CodTrainingModel(
+            self.components.transformer,
+            self.components.condition_codec,
+            config.loss,
+            repa_feature_dim=self.repa_encoder.feature_dim if self.repa_encoder is not None else None,
+        )
+        init_ema_state = self._initialise_from(training_model) if config.model.init_from else None
+        if self.components.vae is not None:
+            self.components.vae.to(self.accelerator.device)
+        return training_model, init_ema_state
+
+    def ema_module(self) -> nn.Module:
+        return nn.ModuleDict(
+            {"transformer": self.training_model.transformer, "condition_codec": self.training_model.condition_codec}
+        )
+
+    def _initialise_from(self, training_model: CodTrainingModel) -> dict[str, torch.Tensor]:
+        """Loads model weights from `model.init_from`; returns the EMA tensors to start the average from."""
+        model_state, ema_state, path = read_checkpoint_weights(self.config.model.init_from)
+        own_state = training_model.state_dict()
+        partial = tuple(self.config.model.init_partial)
+        mismatched = sorted(set(model_state) ^ set(own_state))
+        unexplained = [name for name in mismatched if not name.startswith(partial)] if partial else mismatched
+        if unexplained:
+            raise ValueError(
+                f"model.init_from {path} does not match this model: {len(unexplained)} tensor(s) present on one side "
+                f"only, e.g. {unexplained[:4]}; list their prefixes in model.init_partial if that is intended"
+            )
+        shared = {name: value for name, value in model_state.items() if name in own_state}
+        for name, value in shared.items():
+            if value.shape != own_state[name].shape:
+                raise ValueError(
+                    f"model.init_from {path}: {name} has shape {tuple(value.shape)}, this model "
+                    f"{tuple(own_state[name].shape)}"
+                )
+        training_model.load_state_dict(shared, strict=False)
+        logger.info("initialised %d tensors from %s (%d left fresh)", len(shared), path, len(own_state) - len(shared))
+        return {name: value for name, value in ema_state.items() if name in own_state}
+
+    @torch.no_grad()
+    def _to_diffusion_space(self, images: torch.Tensor, posterior_noise: torch.Tensor | None) -> torch.Tensor:
+        """Images in [0, 1] → pixels in [-1, 1], or VAE posterior samples (with the given noise) x sf²."""
+        pixels = 2.0 * images - 1.0
+        vae = self.components.vae
+        if vae is None:
+            return pixels
+        posterior = vae.encode(pixels.to(vae.dtype)).latent_dist
+        latents = posterior.mean + posterior.std * posterior_noise.to(posterior.mean.dtype)
+        return latents.float() * self.components.latent_scale
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        device = self.accelerator.device
+        images = batch["image"].to(device, non_blocking=True).float() / 255.0  # (b, 3, R, R)
+        noise = draw_training_noise(
+            batch["position"].tolist(),
+            self.config.run.seed,
+            self.sample_shape,
+            self.config.loss.condition_dropout,
+            latent=self.components.vae is not None,
+            device=device,
+        )
+        samples = self._to_diffusion_space(images, noise.posterior_noise)
+        repa_targets = None
+        if self.repa_encoder is not None:
+            grid = self.components.condition_codec.condition_grid_size(*images.shape[-2:])
+            repa_targets = self.repa_encoder(images, grid)
+        return self.model(images, samples, noise.noise, noise.sigmas, noise.null_mask, repa_targets)
+
+    def _pipeline_with_ema(self, ema_state: dict[str, torch.Tensor]) -> CodPipeline:
+        if self._validation_pipeline is None:
+            self._validation_pipeline = build_pipeline(
+                self.training_model.transformer,
+                self.training_model.condition_codec,
+                self.components.vae,
+                self.components.guidance_scale,
+            )
+        load_ema_weights(self._validation_pipeline, ema_state)
+        return self._validation_pipeline
+
+    def validate_ema(
+        self, ema_state: dict[str, torch.Tensor], images: torch.Tensor
+    ) -> tuple[dict[str, float], list[torch.Tensor]]:
+        """One-step and `validation.num_inference_steps`-step reconstructions from the condition, and their PSNR."""
+        validation = self.config.validation
+        return validate(
+            self._pipeline_with_ema(ema_state),
+            images,
+            validation.num_inference_steps,
+            validation.seed,
+            validation.batch_size,
+        )
+
+    def export_ema(self, ema_state: dict[str, torch.Tensor], path: Path) -> None:
+        save_atomically(self._pipeline_with_ema(ema_state), path)

@@ -5,6 +5,7 @@ import yaml
 from accelerate import init_empty_weights
 
 from cod_diffc.cli import main
+from cod_diffc.training.autoencoder import build_autoencoder, latent_downsampling
 from cod_diffc.training.components import build_components
 from cod_diffc.training.config import apply_overrides, config_from_dict, load_train_config
 
@@ -59,6 +60,11 @@ def test_missing_train_dir_is_reported():
 def test_shipped_configs_are_valid_and_build(path: Path):
     values = yaml.safe_load(path.read_text())
     config = config_from_dict(apply_overrides(values, ["data.train_dir=/data", "model.vae_path=null"]))
+    config.validate()
+    if config.model.kind == "autoencoder":
+        vae = build_autoencoder(config.model.autoencoder)
+        assert config.data.resolution % latent_downsampling(vae) == 0
+        return
     if config.model.named_config.startswith("cod-latent"):
         pytest.skip("latent configs need a VAE folder")
     with init_empty_weights():  # the released sizes, without allocating them

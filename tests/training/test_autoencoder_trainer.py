@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+
+from cod_diffc import CodPipeline
+from cod_diffc.cli import main
+from cod_diffc.pipelines.named_configs import get_named_config
+from cod_diffc.training import AutoencoderTrainer, CodTrainer
+from cod_diffc.training.autoencoder import reconstruct
+
+from training_helpers import TINY_CONFIG
+
+
+# The tiny latent CoD's autoencoder (8 pixels per latent position), trained here instead of drawn at random.
+TINY_AUTOENCODER = {
+    key: value for key, value in get_named_config("cod-latent-tiny").vae.items() if key != "scaling_factor"
+}
+AUTOENCODER = ["model.kind=autoencoder", f"model.autoencoder={json.dumps(TINY_AUTOENCODER)}", "optim.lr=1e-3"]
+
+
+def test_a_few_steps_lower_the_reconstruction_error(make_config):
+    trainer = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=60", "run.checkpoint_every=60"))
+    images = trainer.validation_images()
+    before, _ = reconstruct(trainer.training_model.vae, images, batch_size=2)
+    trainer.train()
+    after, _ = reconstruct(trainer.training_model.vae, images, batch_size=2)
+    assert after["psnr"] > before["psnr"] + 3.0
+
+
+def test_resuming_gives_the_weights_of_an_uninterrupted_run(make_config):
+    common = [*AUTOENCODER, "run.max_steps=6", "run.checkpoint_every=2"]
+    straight = AutoencoderTrainer(make_config(*common, output="straight"))
+    straight.train()
+    AutoencoderTrainer(make_config(*common[:-2], "run.max_steps=4", "run.checkpoint_every=2", output="cut")).train()
+    resumed = AutoencoderTrainer(make_config(*common, output="cut"), resume=True)
+    resumed.train()
+    assert "resumed from" in (resumed.output_dir / "train.log").read_text()
+    for (name, expected), actual in zip(
+        straight.training_model.state_dict().items(), resumed.training_model.state_dict().values()
+    ):
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0, msg=name)
+
+
+def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_cod_trains_on(make_config, tmp_path):
+    trainer = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=4", "validation.every=2"))
+    vae_dir = trainer.train()
+    assert vae_dir == trainer.output_dir / "vae"
+    validation = [json.loads(line) for line in (trainer.output_dir / "validation.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in validation] == [2, 4] and all(record["psnr"] > 0 for record in validation)
+    assert (trainer.output_dir / "samples" / "step_00000004.png").is_file()
+
+    vae = AutoencoderKL.from_pretrained(vae_dir)
+    with torch.no_grad():
+        torch.testing.assert_close(vae.state_dict(), trainer.ema.state_dict())
+        metrics, _ = reconstruct(vae, trainer.validation_images(), batch_size=2)
+    # CoD's diffusion space is latent * scaling_factor**2: unit standard deviation on the validation images.
+    assert metrics["latent_std"] * vae.config.scaling_factor**2 == pytest.approx(1.0, rel=1e-4)
+
+    latent_run = make_config(
+        "model.named_config=cod-latent-tiny", f"model.vae_path={vae_dir}", "run.max_steps=1", output="latent"
+    )
+    pipeline = CodPipeline.from_pretrained(CodTrainer(latent_run).train())
+    assert pipeline.vae.config.scaling_factor == vae.config.scaling_factor
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.kind=autoencoder"], "model.autoencoder is empty"),
+        ([f"model.autoencoder={json.dumps(TINY_AUTOENCODER)}"], "model.autoencoder applies to autoencoder runs"),
+        ([*AUTOENCODER, "model.autoencoder.layers=2"], "unknown key\\(s\\) model.autoencoder.layers; AutoencoderKL"),
+        ([*AUTOENCODER, "data.resolution=36"], "multiple of the autoencoder's downsampling factor 8"),
+    ],
+)
+def test_bad_autoencoder_configurations_are_named(make_config, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        AutoencoderTrainer(make_config(*overrides))
+
+
+def test_cli_trains_the_autoencoder_of_model_kind(image_folder, tmp_path, capsys):
+    run = ["train", "--config", str(TINY_CONFIG), f"data.train_dir={image_folder}", f"run.output_dir={tmp_path}/r"]
+    assert main([*run, "validation.every=0", "run.max_steps=1", *AUTOENCODER]) == 0
+    assert f"exported autoencoder: {tmp_path}/r/vae" in capsys.readouterr().out
