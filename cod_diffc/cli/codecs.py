@@ -1,4 +1,5 @@
-"""`cod-diffc codecs`: the codec names `--codec` accepts (built-in and installed plugins), one line each."""
+"""`cod-diffc codecs`: the codec names `--codec` accepts (built-in and installed plugins), one line each; with
+`--channels`, DiffC's reverse channel coders (what `--coder` accepts)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,34 @@ import argparse
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("codecs", help="list the codecs (built-in and plugins)")
+    parser.add_argument(
+        "--channels", action="store_true", help="list DiffC's reverse channel coders (what --coder accepts) instead"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    rows = channel_coder_rows() if args.channels else codec_rows()
+    width = max(len(name) for name, _ in rows)
+    for name, summary in rows:
+        print(f"{name:<{width}}  {summary}")
+    return 0
+
+
+def codec_rows() -> list[tuple[str, str]]:
     from cod_diffc.codecs import available_codecs, get_codec_class
 
-    names = available_codecs()
-    width = max(map(len, names))
-    for name in names:
-        print(f"{name:<{width}}  {get_codec_class(name).summary}")
-    return 0
+    return [(name, get_codec_class(name).summary) for name in available_codecs()]
+
+
+def channel_coder_rows() -> list[tuple[str, str]]:
+    """Each coder's name (with its `--coder` short name) and the first line of its class docstring."""
+    from cod_diffc.cli._common import CODER_ALIASES
+    from cod_diffc.diffc.channel_registry import available_channels, get_channel_class
+
+    short_names = {name: alias for alias, name in CODER_ALIASES.items()}
+    rows = []
+    for name in available_channels():
+        label = f"{name} ({short_names[name]})" if name in short_names else name
+        rows.append((label, (get_channel_class(name).__doc__ or "").strip().split("\n")[0]))
+    return rows

@@ -208,13 +208,17 @@ def test_backbones_lists_builtins_and_installed_plugins(installed_plugin, capsys
     assert {"cod", "gaussian", "toy-flow"} <= set(names)
 
 
-def test_an_installed_channel_coder_is_chosen_by_name_and_read_back_from_the_stream(installed_plugin, workspace,
-                                                                                    tmp_path):
+def test_an_installed_channel_coder_is_listed_chosen_by_name_and_read_back_from_the_stream(
+        installed_plugin, workspace, tmp_path, capsys):
     model = ["--model", str(workspace / "model")]
     stream, png = tmp_path / "salted.cdc", tmp_path / "salted.png"
     options = ["--steps", "6", "--coder", "toy-salted-pfr", "--chunk-bits", "8", "--stop-step", "3", "--no-progress"]
     assert main(["compress", str(workspace / "photo.png"), *model, "-o", str(stream), *options]) == 0
     assert read_stream(stream.read_bytes()).channel.startswith(bytes([255, 14]) + b"toy-salted-pfr")
+    capsys.readouterr()
+    assert main(["codecs", "--channels"]) == 0
+    listed = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["chunked_pfr (plain)", "pooled_pfr (pooled)", "toy-salted-pfr"]
     assert main(["decompress", str(stream), *model, "-o", str(png), "--no-progress"]) == 0
     assert PIL.Image.open(png).size == (96, 64)
 
