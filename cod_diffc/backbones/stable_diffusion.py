@@ -24,6 +24,8 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from cod_diffc.models.vae_geometry import vae_downsampling
+
 from .adapter import Condition, fingerprint_state_dict
 from .discrete_vp import DiscreteVPAdapterMixin
 from .fingerprint_cache import cached_fingerprint
@@ -263,7 +265,7 @@ class StableDiffusionAdapter(DiscreteVPAdapterMixin):
 
     @property
     def size_multiple(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae_downsampling(self.vae)
 
     def working_memory_bytes(self, height: int, width: int) -> int:
         """The VAE decode at full resolution dominates (the UNet runs on a latent 64 times smaller)."""

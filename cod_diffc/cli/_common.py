@@ -86,7 +86,11 @@ def build_simulator(coder: str, chunk_bits: int) -> ChannelSimulator:
     `max_chunk_bits=chunk_bits`; `ValueError` listing the available coders for an unknown name."""
     from cod_diffc.diffc.channel_registry import get_channel_class
 
-    return get_channel_class(CODER_ALIASES.get(coder, coder))(max_chunk_bits=chunk_bits)
+    simulator_class = get_channel_class(CODER_ALIASES.get(coder, coder))
+    try:
+        return simulator_class(max_chunk_bits=chunk_bits)
+    except TypeError as error:
+        raise ValueError(f"channel coder {coder!r} cannot be built with --chunk-bits: {error}") from None
 
 
 def quiet_model_loading() -> None:

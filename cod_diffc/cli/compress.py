@@ -84,7 +84,7 @@ def _codec_settings(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from cod_diffc.backbones import available_backbones, load_backbone
-    from cod_diffc.cli._common import DTYPES, quiet_model_loading
+    from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
     from cod_diffc.codecs import available_codecs, load_codec
     from cod_diffc.image_files import limit_long_side, load_image
 
@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.codec not in available_codecs():
         raise ValueError(f"unknown codec {args.codec!r}; available: {', '.join(available_codecs())}")
     codec = None if args.codec == "diffc" else load_codec(args.codec, **_codec_settings(args))
+    simulator = build_simulator(args.coder, args.chunk_bits) if codec is None else None  # checked before work
     rate, labels = _rate_requests(args)
     if len(labels) == 1:
         labels = [""]
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for path in _progress(args):
         if codec is None:
-            _compress_diffc(args, adapter, images[path], rate, labels, path, destinations)
+            _compress_diffc(args, adapter, simulator, images[path], rate, labels, path, destinations)
         else:
             _compress_at_targets(args, codec, adapter, images[path], rate["target_bpp"], labels, path, destinations)
     return 0
@@ -146,11 +147,10 @@ def _compress_at_targets(args, codec, adapter, image, targets, labels, path, des
         _report(path, destination, stream, 8 * len(stream) / (height * width), f"codec {codec.name}", seconds)
 
 
-def _compress_diffc(args, adapter, image, rate, labels, path, destinations) -> None:
+def _compress_diffc(args, adapter, simulator, image, rate, labels, path, destinations) -> None:
     """One DiffC encode for every requested cut."""
     import torch
 
-    from cod_diffc.cli._common import build_simulator
     from cod_diffc.diffc import DiffCSchedule, encode
     from cod_diffc.image_files import atomic_write
 
@@ -160,7 +160,7 @@ def _compress_diffc(args, adapter, image, rate, labels, path, destinations) -> N
         adapter,
         schedule=DiffCSchedule(num_steps=args.steps) if args.steps is not None else None,
         seed=args.seed,
-        simulator=build_simulator(args.coder, args.chunk_bits),
+        simulator=simulator,
         guidance_scale=args.guidance_scale,
         denoise_guidance_scale=args.denoise_guidance_scale,
         progress=not args.no_progress,

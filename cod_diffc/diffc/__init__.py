@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "bitstream": ["DiffCStream", "StreamMode", "read_stream", "write_stream"],
     "channel": ["ChannelSimulator", "StepCode"],
-    "channel_registry": ["available_channels", "register_channel"],
+    "channel_registry": ["available_channels", "get_channel_class", "register_channel"],
     "codec": [
         "DecodeResult",
         "DiffCCodec",
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
     from .bitstream import DiffCStream, StreamMode, read_stream, write_stream
     from .channel import ChannelSimulator, StepCode
-    from .channel_registry import available_channels, register_channel
+    from .channel_registry import available_channels, get_channel_class, register_channel
     from .codec import (
         DecodeResult,
         DiffCCodec,

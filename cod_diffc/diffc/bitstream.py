@@ -7,7 +7,7 @@ size, seed, side information) carries this payload:
     mode                      1          0 = DiffC stream, 1 = condition only (no reverse-channel steps)
     denoise guidance scale    2          float16
     -- DiffC streams only --
-    channel simulator         1 + len    length, then the simulator's configuration (method and operating point)
+    channel simulator         1 + len    length (<= 127), then the coder's configuration: its id or name, its settings
     schedule num_steps        varint
     schedule t_end            2          float16
     stop step                 varint     number of steps sent, 0..num_steps
@@ -16,9 +16,9 @@ size, seed, side information) carries this payload:
 
 Cost: a condition-only stream takes 28 bytes plus the codec and backbone names (33 + the backbone name), for image
 sides of 128 to 16383 pixels, a seed below 128 and less than 128 bytes of side information (each varint takes one
-more byte per 7 more bits). A DiffC stream adds 8 bytes plus its channel configuration (7 for the default pooled
-coder, 5 for the plain one), and 1 to 4 more for schedules of 128 steps or more and step codes of 128 bytes or
-more.
+more byte per 7 more bits). A DiffC stream adds 8 bytes plus its channel configuration
+([`~diffc.channel_registry`]: 7 bytes for the default pooled coder, 5 for the plain one, name and settings for
+others), and 1 to 4 more for schedules of 128 steps or more and step codes of 128 bytes or more.
 
 Format 1 (read only: DiffC's own layout before the container, frozen by `tests/golden/v1/`):
 

@@ -67,13 +67,14 @@ def channel_config(simulator: ChannelSimulator) -> bytes:
         format cannot store.
     """
     name = getattr(type(simulator), "method", None)
-    if name not in available_channels() or get_channel_class(name) is not type(simulator):
+    builtin = _is_builtin(simulator)
+    if not builtin and (name not in available_channels() or get_channel_class(name) is not type(simulator)):
         raise ValueError(
             f"{type(simulator).__name__} (method {name!r}) is not a registered channel coder; register it with "
             f"register_channel({name!r}, {type(simulator).__name__}) or an entry point in {ENTRY_POINT_GROUP!r}"
         )
     settings = simulator.settings_bytes()
-    if name in _BUILTIN_IDS:
+    if builtin:
         return bytes([_BUILTIN_IDS[name]]) + settings
     check_plugin_name("channel coder", name)  # an installed entry point's name was never checked
     config = bytes([_NAMED_ID, len(name)]) + name.encode("ascii") + settings
@@ -92,13 +93,20 @@ def channel_from_config(config: bytes) -> ChannelSimulator:
         [`~errors.StreamError`]: For a configuration this installation cannot rebuild, naming the coder it needs.
     """
     name, settings = _split_config(config)
-    try:
+    try:  # a plugin's parser may fail in any way on forged settings: every failure is the stream's
         simulator = get_channel_class(name).from_settings_bytes(settings)
-    except ValueError as error:
-        raise StreamError(f"invalid channel simulator configuration {config.hex()}: {error}") from None
-    if channel_config(simulator) != config:  # one configuration per simulator: nothing ignored, nothing implied
+        rewritten = channel_config(simulator)
+    except Exception as error:
+        raise StreamError(f"invalid channel simulator configuration {config.hex()} ({name}): {error}") from None
+    if rewritten != config:  # one configuration per simulator: nothing ignored, nothing implied
         raise StreamError(f"channel simulator configuration {config.hex()} is not the one {simulator!r} writes")
     return simulator
+
+
+def _is_builtin(simulator: ChannelSimulator) -> bool:
+    """Whether `simulator` is exactly a built-in coder (decided without reading the installed plugins)."""
+    name = getattr(type(simulator), "method", None)
+    return name in _BUILTIN_IDS and CHANNELS.get(name) is type(simulator)
 
 
 def _split_config(config: bytes) -> tuple[str, bytes]:
@@ -118,10 +126,14 @@ def _split_config(config: bytes) -> tuple[str, bytes]:
         raise StreamError(f"channel simulator configuration {config.hex()}: {error}") from None
     if name in _BUILTIN_IDS:
         raise StreamError(f"channel simulator configuration {config.hex()} names built-in {name!r}, stored by id")
-    if name not in available_channels():
+    try:
+        installed = available_channels()
+    except ValueError as error:  # clashing plugins
+        raise StreamError(f"cannot look up channel coder {name!r}: {error}") from None
+    if name not in installed:
         raise StreamError(
             f"stream coded with channel coder {name!r}, which is not installed; available channel coders: "
-            f"{', '.join(available_channels())}"
+            f"{', '.join(installed)}"
         )
     return name, config[2 + name_size :]
 

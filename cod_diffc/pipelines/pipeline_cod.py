@@ -18,6 +18,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from cod_diffc.models.condition_codec_cod import CodConditionCodec
 from cod_diffc.models.transformer_cod import CodTransformer2DModel
+from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.pipelines.embedded_models import EMBEDDED_MODELS, resolve_embedded_model
 from cod_diffc.pipelines.named_configs import get_named_config
 from cod_diffc.schedulers.scheduling_cod_flow_match import CodFlowMatchScheduler
@@ -150,7 +151,7 @@ class CodPipeline(DiffusionPipeline):
         """Shape `(C, h, w)` of the diffusion space for an image of `height x width` pixels."""
         if self.vae is None:
             return (3, height, width)
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        factor = vae_downsampling(self.vae)
         return (self.vae.config.latent_channels, height // factor, width // factor)
 
     def to_diffusion_space(

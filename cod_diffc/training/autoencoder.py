@@ -3,8 +3,9 @@
 The objective is the reconstruction MSE of a posterior sample plus `loss.kl` times the KL divergence of the posterior
 from N(0, I) per latent element: a PSNR-oriented autoencoder whose latent stays near unit scale. The export is a
 diffusers `AutoencoderKL` folder (`run.output_dir/vae`) that a latent CoD run names in `model.vae_path`, and that
-ships as a `CodPipeline`'s `vae`. Its `scaling_factor` is set so that CoD's diffusion space (latents times
-`scaling_factor ** 2`, as in the release) has unit standard deviation on the validation images.
+ships as a `CodPipeline`'s `vae`. Its `scaling_factor` is set so that CoD's diffusion space (posterior samples times
+`scaling_factor ** 2`, as in the release) has unit standard deviation on the validation images (a small sample: the
+factor only needs to be about right).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
+from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.training.components import check_constructor_keys
+from cod_diffc.training.config import TrainConfig
 from cod_diffc.training.export import save_atomically
 from cod_diffc.training.seeds import derive_seed
 from cod_diffc.training.trainer import Trainer
 from cod_diffc.training.validation import psnr
-
-
-EXPORT_DIRNAME = "vae"
 
 
 class AutoencoderObjective(nn.Module):
@@ -57,31 +57,27 @@ def build_autoencoder(arguments: dict) -> AutoencoderKL:
     return AutoencoderKL(**arguments)
 
 
-def latent_downsampling(vae: AutoencoderKL) -> int:
-    """How many pixels per latent position, along each side."""
-    return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
 @torch.no_grad()
-def reconstruct(
-    vae: AutoencoderKL, images: torch.Tensor, batch_size: int
-) -> tuple[dict[str, float], list[torch.Tensor]]:
+def autoencode(vae: AutoencoderKL, images: torch.Tensor, batch_size: int) -> tuple[dict[str, float], torch.Tensor]:
     """Reconstructs `images` (`(N, 3, R, R)` uint8) from their posterior means.
 
     Returns:
-        `({"psnr": mean PSNR (dB), "latent_std": standard deviation of the means}, [images, reconstructions])`.
+        `({"psnr": mean PSNR (dB), "latent_std": standard deviation of posterior samples}, reconstructions)`, the
+        reconstructions uint8 like `images`. The standard deviation is exact, from the posterior means and variances
+        (`var(mean) + E[variance]`), not from drawn samples.
     """
-    reconstructions, latents = [], []
+    reconstructions, means, variances = [], [], []
     for start in range(0, images.shape[0], batch_size):
         pixels = images[start : start + batch_size].to(vae.device, torch.float32) / 127.5 - 1.0  # (B, 3, R, R)
-        mean = vae.encode(pixels).latent_dist.mean  # (B, C, R/f, R/f)
-        decoded = vae.decode(mean).sample  # (B, 3, R, R)
+        posterior = vae.encode(pixels).latent_dist
+        decoded = vae.decode(posterior.mean).sample  # (B, 3, R, R)
         reconstructions.append(((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
-        latents.append(mean.float().cpu())
+        means.append(posterior.mean.float().cpu())  # (B, C, R/f, R/f)
+        variances.append(posterior.var.float().cpu())
     reconstructed = torch.cat(reconstructions)
     scores = [psnr(a.numpy(), b.numpy()) for a, b in zip(images.cpu(), reconstructed)]
-    metrics = {"psnr": float(np.mean(scores)), "latent_std": float(torch.cat(latents).std())}
-    return metrics, [images.cpu(), reconstructed]
+    sample_variance = torch.cat(means).var() + torch.cat(variances).mean()
+    return {"psnr": float(np.mean(scores)), "latent_std": float(sample_variance.sqrt())}, reconstructed
 
 
 class AutoencoderTrainer(Trainer):
@@ -90,7 +86,7 @@ class AutoencoderTrainer(Trainer):
 
     Parameters:
         config ([`TrainConfig`]): the run (`model.autoencoder` holds the `AutoencoderKL` arguments, `loss.kl` the
-            KL weight; the CoD keys of `model` and `loss` are not used).
+            KL weight; the CoD keys of `model` and `loss` are refused).
         resume (`bool` or `str`, *optional*, defaults to `False`): see [`Trainer`].
 
     Examples:
@@ -99,8 +95,12 @@ class AutoencoderTrainer(Trainer):
         >>> vae_dir = AutoencoderTrainer(config).train()  # doctest: +SKIP
     """
 
-    export_dirname = EXPORT_DIRNAME
+    export_dirname = "vae"
     training_model: AutoencoderObjective
+
+    def __init__(self, config: TrainConfig, resume: bool | str = False):
+        self._ema_vae: AutoencoderKL | None = None
+        super().__init__(config, resume)
 
     @property
     def model_description(self) -> str:
@@ -109,7 +109,7 @@ class AutoencoderTrainer(Trainer):
 
     def build_training_model(self) -> tuple[AutoencoderObjective, None]:
         vae = build_autoencoder(self.config.model.autoencoder)
-        factor = latent_downsampling(vae)
+        factor = vae_downsampling(vae)
         if self.config.data.resolution % factor:
             raise ValueError(
                 f"data.resolution={self.config.data.resolution} must be a multiple of the autoencoder's "
@@ -134,19 +134,24 @@ class AutoencoderTrainer(Trainer):
         return self.model(pixels, torch.stack(noise))
 
     def _ema_autoencoder(self, ema_state: dict[str, torch.Tensor]) -> AutoencoderKL:
-        vae = AutoencoderKL.from_config(self.training_model.vae.config).to(self.accelerator.device)
-        vae.load_state_dict(ema_state, strict=True)
-        return vae.eval()
+        """A copy of the autoencoder (made once) holding the EMA weights."""
+        if self._ema_vae is None:
+            self._ema_vae = AutoencoderKL.from_config(self.training_model.vae.config).to(self.accelerator.device)
+            self._ema_vae.eval()
+        self._ema_vae.load_state_dict(ema_state, strict=True)
+        return self._ema_vae
 
     def validate_ema(
         self, ema_state: dict[str, torch.Tensor], images: torch.Tensor
     ) -> tuple[dict[str, float], list[torch.Tensor]]:
         """PSNR of the reconstructions from the posterior means, and the latents' standard deviation."""
-        return reconstruct(self._ema_autoencoder(ema_state), images, self.config.validation.batch_size)
+        metrics, reconstructions = autoencode(
+            self._ema_autoencoder(ema_state), images, self.config.validation.batch_size
+        )
+        return metrics, [images.cpu(), reconstructions]
 
-    @torch.no_grad()
     def export_ema(self, ema_state: dict[str, torch.Tensor], path: Path) -> None:
         vae = self._ema_autoencoder(ema_state)
-        metrics, _ = reconstruct(vae, self.validation_images(), self.config.validation.batch_size)
-        vae.register_to_config(scaling_factor=metrics["latent_std"] ** -0.5)  # (std * sf ** 2) = 1
+        metrics, _ = autoencode(vae, self.validation_images(), self.config.validation.batch_size)
+        vae.register_to_config(scaling_factor=metrics["latent_std"] ** -0.5)  # latent_std * sf**2 = 1
         save_atomically(vae, path)

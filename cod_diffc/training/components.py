@@ -11,6 +11,7 @@ from diffusers import AutoencoderKL
 
 from cod_diffc.models.condition_codec_cod import CONDITION_STRIDE, CodConditionCodec
 from cod_diffc.models.transformer_cod import CodTransformer2DModel
+from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.pipelines.named_configs import get_named_config
 from cod_diffc.training.config import ModelConfig
 
@@ -41,7 +42,7 @@ class CodComponents:
         """Shape `(C, h, w)` of the diffusion space for square images of side `resolution`."""
         if self.vae is None:
             return (3, resolution, resolution)
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        factor = vae_downsampling(self.vae)
         return (self.vae.config.latent_channels, resolution // factor, resolution // factor)
 
     def check_resolution(self, resolution: int) -> None:

@@ -240,8 +240,23 @@ class TrainConfig:
         for key, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"{key} must be non-negative, got {value}")
-        if self.model.kind == "autoencoder" and not self.model.autoencoder:
-            raise ValueError("model.autoencoder is empty: give the AutoencoderKL arguments of an autoencoder run")
+        if self.model.kind == "autoencoder":
+            if not self.model.autoencoder:
+                raise ValueError("model.autoencoder is empty: give the AutoencoderKL arguments of an autoencoder run")
+            cod_only = {
+                f"{section}.{key}": value
+                for section, values, defaults in (
+                    ("model", self.model, ModelConfig()),
+                    ("loss", self.loss, LossConfig()),
+                )
+                for key, value in dataclasses.asdict(values).items()
+                if key not in ("kind", "autoencoder", "kl") and value != getattr(defaults, key)
+            }
+            if cod_only:
+                raise ValueError(
+                    f"{', '.join(cod_only)} set in an autoencoder run (model.kind: autoencoder), which does not use "
+                    "them; remove them"
+                )
         if self.model.kind == "cod" and self.model.autoencoder:
             raise ValueError("model.autoencoder applies to autoencoder runs only (model.kind: autoencoder)")
         if not self.data.train_dir:

@@ -40,7 +40,7 @@ from cod_diffc.training.checkpointing import (
     save_checkpoint,
 )
 from cod_diffc.training.components import CodComponents, build_components
-from cod_diffc.training.config import TrainConfig
+from cod_diffc.training.config import TrainConfig, config_from_dict
 from cod_diffc.training.data import (
     TrainBatchSampler,
     TrainImageDataset,
@@ -402,7 +402,9 @@ class Trainer(ABC):
 
     def _resume(self, path: Path) -> None:
         state = json.loads((path / "trainer_state.json").read_text())
-        saved, current = _flatten(state["config"]), _flatten(self.config.to_dict())
+        # Read back through the dataclasses: keys added since the checkpoint was written take their defaults.
+        saved = _flatten(config_from_dict(state["config"]).to_dict())
+        current = _flatten(self.config.to_dict())
         changed = sorted(
             key
             for key in set(saved) | set(current)

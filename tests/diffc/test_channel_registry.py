@@ -131,6 +131,41 @@ class TestRuntimeRegistration:
         with pytest.raises(StreamError, match=message):
             channel_from_config(config)
 
+    def test_any_failure_of_a_plugin_on_forged_settings_is_a_stream_error(self, runtime_registry):
+        class Fragile(ChunkedPFRSimulator):
+            method = "fragile"
+
+            @classmethod
+            def from_settings_bytes(cls, settings):
+                return cls(max_chunk_bits=settings[7])  # IndexError on short settings
+
+        register_channel("fragile", Fragile)
+        with pytest.raises(StreamError, match="invalid channel simulator configuration .*\\(fragile\\)"):
+            channel_from_config(bytes([255, 7]) + b"fragile" + bytes([8, 2, 8, 24]))
+
+    def test_settings_a_plugin_ignores_make_the_configuration_refused(self, runtime_registry):
+        class Lenient(ChunkedPFRSimulator):
+            method = "lenient"
+
+            @classmethod
+            def from_settings_bytes(cls, settings):
+                return super().from_settings_bytes(settings[:4])  # ignores anything after its 4 bytes
+
+        register_channel("lenient", Lenient)
+        assert type(channel_from_config(bytes([255, 7]) + b"lenient" + bytes([8, 2, 8, 24]))) is Lenient
+        with pytest.raises(StreamError, match="is not the one Lenient"):
+            channel_from_config(bytes([255, 7]) + b"lenient" + bytes([8, 2, 8, 24, 99]))
+
+    def test_broken_plugins_do_not_stop_the_builtins(self, monkeypatch):
+        def clash():
+            raise ValueError("two installed entry points claim channel coder 'x'")
+
+        monkeypatch.setattr(channel_registry.CHANNELS, "entry_points", clash)
+        config = channel_config(default_simulator())
+        assert type(channel_from_config(config)) is PooledPFRSimulator
+        with pytest.raises(StreamError, match="cannot look up channel coder 'renamed-pfr': two installed"):
+            channel_from_config(bytes([255, 11]) + b"renamed-pfr" + bytes([8, 3, 8, 24]))
+
     def test_registration_checks_the_class_and_the_name(self, runtime_registry):
         with pytest.raises(ValueError, match="already registered"):
             register_channel("chunked_pfr", ChunkedPFRSimulator)

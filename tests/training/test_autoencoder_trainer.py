@@ -8,7 +8,7 @@ from cod_diffc import CodPipeline
 from cod_diffc.cli import main
 from cod_diffc.pipelines.named_configs import get_named_config
 from cod_diffc.training import AutoencoderTrainer, CodTrainer
-from cod_diffc.training.autoencoder import reconstruct
+from cod_diffc.training.autoencoder import autoencode
 
 from training_helpers import TINY_CONFIG
 
@@ -23,9 +23,9 @@ AUTOENCODER = ["model.kind=autoencoder", f"model.autoencoder={json.dumps(TINY_AU
 def test_a_few_steps_lower_the_reconstruction_error(make_config):
     trainer = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=60", "run.checkpoint_every=60"))
     images = trainer.validation_images()
-    before, _ = reconstruct(trainer.training_model.vae, images, batch_size=2)
+    before, _ = autoencode(trainer.training_model.vae, images, batch_size=2)
     trainer.train()
-    after, _ = reconstruct(trainer.training_model.vae, images, batch_size=2)
+    after, _ = autoencode(trainer.training_model.vae, images, batch_size=2)
     assert after["psnr"] > before["psnr"] + 3.0
 
 
@@ -54,7 +54,7 @@ def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_
     vae = AutoencoderKL.from_pretrained(vae_dir)
     with torch.no_grad():
         torch.testing.assert_close(vae.state_dict(), trainer.ema.state_dict())
-        metrics, _ = reconstruct(vae, trainer.validation_images(), batch_size=2)
+        metrics, _ = autoencode(vae, trainer.validation_images(), batch_size=2)
     # CoD's diffusion space is latent * scaling_factor**2: unit standard deviation on the validation images.
     assert metrics["latent_std"] * vae.config.scaling_factor**2 == pytest.approx(1.0, rel=1e-4)
 
@@ -72,6 +72,7 @@ def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_
         ([f"model.autoencoder={json.dumps(TINY_AUTOENCODER)}"], "model.autoencoder applies to autoencoder runs"),
         ([*AUTOENCODER, "model.autoencoder.layers=2"], "unknown key\\(s\\) model.autoencoder.layers; AutoencoderKL"),
         ([*AUTOENCODER, "data.resolution=36"], "multiple of the autoencoder's downsampling factor 8"),
+        ([*AUTOENCODER, "model.init_from=runs/x", "loss.one_step=1"], "model.init_from, loss.one_step set in an auto"),
     ],
 )
 def test_bad_autoencoder_configurations_are_named(make_config, overrides, message):

@@ -78,7 +78,10 @@ def test_a_run_killed_during_a_checkpoint_save_resumes_from_the_last_complete_on
     resumed.train()
     assert not list((killed_dir / "checkpoints").glob(".*"))
     for filename in ("model.safetensors", "ema.safetensors"):
-        expected, actual = checkpoint_tensors(tmp_path / "straight", 5, filename), checkpoint_tensors(killed_dir, 5, filename)
+        expected, actual = (
+            checkpoint_tensors(tmp_path / "straight", 5, filename),
+            checkpoint_tensors(killed_dir, 5, filename),
+        )
         assert all(torch.equal(expected[name], actual[name]) for name in expected)
 
 
@@ -123,6 +126,20 @@ def test_an_output_dir_with_checkpoints_needs_resume_and_an_unchanged_recipe(mak
     CodTrainer(make_config("run.max_steps=2", "run.log_every=1"), resume=True).train()
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
+
+
+def test_a_checkpoint_written_before_newer_configuration_keys_resumes(make_config):
+    """Keys added to the configuration later (here `model.kind` and `loss.kl`) take their defaults on resume."""
+    config = make_config("run.max_steps=1")
+    CodTrainer(config).train()
+    (checkpoint,) = list_checkpoints(config.run.output_dir)
+    state_path = checkpoint[1] / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    del state["config"]["model"]["kind"], state["config"]["loss"]["kl"]
+    state_path.write_text(json.dumps(state))
+    trainer = CodTrainer(make_config("run.max_steps=2"), resume=True)
+    trainer.train()
+    assert trainer.step == 2
 
 
 def test_latent_model_with_repa_one_step_loss_and_gradient_checkpointing(make_config, tmp_path):
