@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
+from cod_diffc.evaluation.metrics import psnr
 from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.training.components import check_constructor_keys
 from cod_diffc.training.config import TrainConfig
 from cod_diffc.training.export import save_atomically
 from cod_diffc.training.seeds import derive_seed
 from cod_diffc.training.trainer import Trainer
-from cod_diffc.training.validation import psnr
 
 
 class AutoencoderObjective(nn.Module):

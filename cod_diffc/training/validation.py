@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from cod_diffc.evaluation.metrics import psnr
 from cod_diffc.pipelines.pipeline_cod import CodPipeline
-
-
-def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images (`inf` when they are equal)."""
-    mse = np.mean((reference.astype(np.float64) - reconstruction.astype(np.float64)) ** 2)
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 @torch.no_grad()

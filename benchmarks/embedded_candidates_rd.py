@@ -1,0 +1,181 @@
+"""The shipped embedded CoD against candidate replacements, side by side in one run (issue #16).
+
+    python benchmarks/embedded_candidates_rd.py --candidate pixel-v2=runs/embedded_pixel_v2/pipeline \
+        --candidate latent-small=runs/embedded_latent_small/pipeline [--resume]
+    OMP_NUM_THREADS=1 ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no benchmarks/embedded_candidates_rd.py --candidate ... --resume
+
+`cod-diffc evaluate` codes the 24 Kodak 256x256 centre crops (`benchmarks/kodak.py`) with DiffC on the shipped
+`cod-pixel-small` (label `shipped`) and on every candidate pipeline folder (`--candidate LABEL=PATH`), every target
+from the condition-only file to 0.5 bpp, decoded both ways (`flow`, `mean`), beside JPEG, WebP and AVIF, with the
+BD table against the shipped model and the crops of the first image. Then, into `results/embedded_candidates/`:
+
+- `summary.json`: per model and decode, the mean PSNR at every target and its gain over the shipped model (the
+  target: at least 1 dB at every rate from 0.015 to 0.5 bpp); for latent models the autoencoder's own
+  reconstruction PSNR on the crops (the ceiling of that route); one 512x512 crop's compress + decompress time at
+  0.05 bpp (`flow`) for every model, one run each, in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from kodak import kodak_centre_crop, write_kodak_centre_crops
+from kodak_embedded_rd import per_image_rows
+
+from cod_diffc.cli import main as cod_diffc_main
+
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "results" / "embedded_candidates"
+TARGET_BPP = [0.005, 0.01, 0.015, 0.03, 0.06, 0.12, 0.25, 0.5]  # below the smallest file: that file
+BASELINES = ["jpeg", "webp", "avif"]
+SHIPPED = "shipped"
+GAIN_TARGET_DB = 1.0
+GAIN_RATES = (0.015, 0.5)  # the range of targets the gain must hold over
+TIMING_BPP = 0.05
+TIMING_IMAGE = "kodim23"
+
+
+def candidate(text: str) -> tuple[str, Path]:
+    """`LABEL=PATH` of `--candidate`."""
+    label, separator, path = text.partition("=")
+    if not (separator and label and path):
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {text!r}")
+    if not Path(path).is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is not a pipeline folder")
+    return label, Path(path)
+
+
+def mean_psnr_by_target(rows: dict[str, list[dict]]) -> dict[float, float]:
+    """The mean over the images of the PSNR at each target rate."""
+    return {
+        target: statistics.mean(
+            float(row["psnr-rgb"])
+            for image_rows in rows.values()
+            for row in image_rows
+            if float(row["target_bpp"]) == target
+        )
+        for target in TARGET_BPP
+    }
+
+
+@torch.no_grad()
+def autoencoder_psnr(model: Path, crops: Path) -> float | None:
+    """Mean PSNR of the pipeline's VAE round trip (posterior mean) on the crops; `None` for a pixel model."""
+    from cod_diffc import CodPipeline
+    from cod_diffc.evaluation.metrics import psnr, to_uint8
+    from cod_diffc.image_files import load_image
+
+    vae = CodPipeline.from_pretrained(model).vae
+    if vae is None:
+        return None
+    scores = []
+    for path in sorted(crops.glob("*.png")):
+        image = load_image(path)  # (1, 3, H, W) in [0, 1]
+        decoded = vae.decode(vae.encode(2 * image - 1).latent_dist.mean).sample  # (1, 3, H, W) in [-1, 1]
+        scores.append(psnr(to_uint8(image), to_uint8((decoded + 1) / 2)))
+    return float(np.mean(scores))
+
+
+def time_one_image(models: dict[str, Path | None], size: int) -> dict[str, dict[str, float]]:
+    """Compress + decompress seconds of one `size` x `size` crop at `TIMING_BPP` for each model (one run each)."""
+    from cod_diffc.backbones import load_backbone
+    from cod_diffc.codecs import load_codec
+
+    image = kodak_centre_crop(TIMING_IMAGE, size)
+    codec = load_codec("diffc")
+    timings = {}
+    for label, model in models.items():
+        adapter = load_backbone("cod", None if model is None else str(model))
+        with torch.no_grad():
+            start = time.perf_counter()
+            stream = codec.compress(image, adapter, target_bpp=TIMING_BPP, clamp_targets=True, progress=False)
+            compress_s = time.perf_counter() - start
+            start = time.perf_counter()
+            codec.decompress(stream, adapter, progress=False)
+            decompress_s = time.perf_counter() - start
+        timings[label] = {
+            "bpp": 8 * len(stream) / size**2,
+            "compress_s": compress_s,
+            "decompress_s": decompress_s,
+            "round_trip_s": compress_s + decompress_s,
+        }
+        print(label, timings[label])
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--candidate", type=candidate, action="append", required=True, help="LABEL=PATH of a candidate pipeline"
+    )
+    parser.add_argument("--size", type=int, default=256, help="side of the centre crops (multiple of 32)")
+    parser.add_argument("--images", type=int, default=24, help="code the first N crops only (a quick look)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--skip-timing", action="store_true", help="leave out the 512x512 timing")
+    args = parser.parse_args()
+
+    models: dict[str, Path | None] = {SHIPPED: None, **dict(args.candidate)}
+    state = PartialState()
+    all_crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
+    crops = ROOT / "runs" / f"kodak_centre_{args.size}_first{args.images}"
+    if state.is_main_process:
+        crops.mkdir(parents=True, exist_ok=True)
+        for path in sorted(all_crops.glob("*.png"))[: args.images]:
+            shutil.copyfile(path, crops / path.name)
+    state.wait_for_everyone()
+    backbones = []
+    for label, model in models.items():
+        backbones += ["--backbone", "cod", *([] if model is None else ["--model", str(model)]), "--label", label]
+    status = cod_diffc_main(
+        ["evaluate", str(crops), "-o", str(OUTPUT), "--bpp", *map(str, TARGET_BPP), *backbones]
+        + ["--decode", "flow", "mean", "--baseline", *BASELINES, "--anchor", SHIPPED]
+        + ["--crop-bpp", "0.03", *(["--resume"] if args.resume else [])]
+    )
+    if status != 0:
+        raise SystemExit(status)
+    if not state.is_main_process:  # under `accelerate launch`, the main process writes the summary
+        return
+
+    rows = per_image_rows(OUTPUT / "per_image.csv")
+    psnr = {
+        f"{label}{decode}": mean_psnr_by_target(rows[f"{label}{decode}"])
+        for label in models
+        for decode in ("", "-mean")
+    }
+    low, high = GAIN_RATES
+    models_summary = {}
+    for label, model in models.items():
+        entry = {"model": "cod-pixel-small (embedded)" if model is None else str(model)}
+        for decode in ("", "-mean"):
+            method = f"{label}{decode}"
+            gains = {target: psnr[method][target] - psnr[f"{SHIPPED}{decode}"][target] for target in TARGET_BPP}
+            entry[f"psnr_by_target{decode or '-flow'}"] = psnr[method]
+            entry[f"gain_db_over_shipped{decode or '-flow'}"] = gains
+            entry[f"gain_at_least_{GAIN_TARGET_DB}_db_from_{low}_to_{high}_bpp{decode or '-flow'}"] = all(
+                gain >= GAIN_TARGET_DB for target, gain in gains.items() if low <= target <= high
+            )
+        entry["autoencoder_psnr_on_crops"] = autoencoder_psnr(model, crops) if model is not None else None
+        models_summary[label] = entry
+    summary = {
+        "images": f"the first {args.images} of the 24 Kodak images, {args.size}x{args.size} centre crops",
+        "target_bpp": TARGET_BPP,
+        "models": models_summary,
+    }
+    if not args.skip_timing:
+        summary[f"one_512x512_image_at_{TIMING_BPP}_bpp"] = time_one_image(models, 512)
+    (OUTPUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
