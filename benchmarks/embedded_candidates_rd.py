@@ -22,7 +22,6 @@ import argparse
 import json
 import shutil
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 from accelerate import PartialState
 from kodak import kodak_centre_crop, write_kodak_centre_crops
 from kodak_embedded_rd import per_image_rows
+from round_trip_timing import time_round_trip
 
 from cod_diffc.cli import main as cod_diffc_main
 
@@ -92,23 +92,10 @@ def time_one_image(models: dict[str, Path | None], size: int) -> dict[str, dict[
     from cod_diffc.codecs import load_codec
 
     image = kodak_centre_crop(TIMING_IMAGE, size)
-    codec = load_codec("diffc")
     timings = {}
     for label, model in models.items():
         adapter = load_backbone("cod", None if model is None else str(model))
-        with torch.no_grad():
-            start = time.perf_counter()
-            stream = codec.compress(image, adapter, target_bpp=TIMING_BPP, clamp_targets=True, progress=False)
-            compress_s = time.perf_counter() - start
-            start = time.perf_counter()
-            codec.decompress(stream, adapter, progress=False)
-            decompress_s = time.perf_counter() - start
-        timings[label] = {
-            "bpp": 8 * len(stream) / size**2,
-            "compress_s": compress_s,
-            "decompress_s": decompress_s,
-            "round_trip_s": compress_s + decompress_s,
-        }
+        timings[label] = time_round_trip(load_codec("diffc"), adapter, image, TIMING_BPP)
         print(label, timings[label])
     return timings
 

@@ -26,12 +26,12 @@ import argparse
 import json
 import shutil
 import statistics
-import time
 from pathlib import Path
 
 from accelerate import PartialState
 from kodak import kodak_centre_crop, write_kodak_centre_crops
 from kodak_embedded_rd import per_image_rows
+from round_trip_timing import time_round_trip
 
 from cod_diffc.cli import main as cod_diffc_main
 from cod_diffc.evaluation.bjontegaard import bd_rate
@@ -124,8 +124,6 @@ def mean_results(name: str, rows: dict[str, list[dict]], targets: list[float], d
 
 def time_one_image(size: int) -> dict[str, dict[str, float]]:
     """Compress + decompress seconds of one `size` x `size` crop at `TIMING_BPP` for each codec (one run each)."""
-    import torch
-
     from cod_diffc.backbones import load_backbone
     from cod_diffc.codecs import load_codec
 
@@ -133,20 +131,7 @@ def time_one_image(size: int) -> dict[str, dict[str, float]]:
     image = kodak_centre_crop(TIMING_IMAGE, size)
     timings = {}
     for codec_name in CODECS:
-        codec = load_codec(codec_name)
-        with torch.no_grad():
-            start = time.perf_counter()
-            stream = codec.compress(image, adapter, target_bpp=TIMING_BPP, clamp_targets=True, progress=False)
-            compress_s = time.perf_counter() - start
-            start = time.perf_counter()
-            codec.decompress(stream, adapter, progress=False)
-            decompress_s = time.perf_counter() - start
-        timings[codec_name] = {
-            "bpp": 8 * len(stream) / size**2,
-            "compress_s": compress_s,
-            "decompress_s": decompress_s,
-            "round_trip_s": compress_s + decompress_s,
-        }
+        timings[codec_name] = time_round_trip(load_codec(codec_name), adapter, image, TIMING_BPP)
         print(codec_name, timings[codec_name])
     return timings
 

@@ -3,17 +3,17 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
+
+from markdown_blocks import DOCS, fenced_blocks
 
 from cod_diffc.diffc.channel_registry import ENTRY_POINT_GROUP
 
 
-PAGE = Path(__file__).resolve().parents[2] / "docs" / "rcc.md"
-FENCED_BLOCK = re.compile(r"^```(?P<language>\w+)\n(?P<code>.*?)^```$", re.M | re.S)
+PAGE = DOCS / "rcc.md"
 
 
 def blocks(language: str) -> list[str]:
-    return [match["code"] for match in FENCED_BLOCK.finditer(PAGE.read_text()) if match["language"] == language]
+    return fenced_blocks(PAGE, language)
 
 
 def test_channel_coder_example_runs(tmp_path):
