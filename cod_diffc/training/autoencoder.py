@@ -10,6 +10,7 @@ factor only needs to be about right).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from cod_diffc.training.config import TrainConfig
 from cod_diffc.training.export import save_atomically
 from cod_diffc.training.seeds import derive_seed
 from cod_diffc.training.trainer import Trainer
+
+
+logger = logging.getLogger(__name__)
 
 
 class AutoencoderObjective(nn.Module):
@@ -155,3 +159,9 @@ class AutoencoderTrainer(Trainer):
         metrics, _ = autoencode(vae, self.validation_images(), self.config.validation.batch_size)
         vae.register_to_config(scaling_factor=metrics["latent_std"] ** -0.5)  # latent_std * sf**2 = 1
         save_atomically(vae, path)
+        logger.info(
+            "autoencoder at step %d: %.2f dB on the validation images, scaling_factor %.4f",
+            self.step,
+            metrics["psnr"],
+            vae.config.scaling_factor,
+        )
