@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import PartialState
-from kodak import kodak_centre_crop, write_kodak_centre_crops
+from kodak import first_crops, kodak_centre_crop, write_kodak_centre_crops
 from kodak_embedded_rd import per_image_rows
 from round_trip_timing import time_round_trip
 
@@ -114,12 +113,8 @@ def main() -> None:
     models: dict[str, Path | None] = {SHIPPED: None, **dict(args.candidate)}
     state = PartialState()
     all_crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
-    crops = ROOT / "runs" / f"kodak_centre_{args.size}_first{args.images}"
-    if state.is_main_process:
-        crops.mkdir(parents=True, exist_ok=True)
-        for path in sorted(all_crops.glob("*.png"))[: args.images]:
-            shutil.copyfile(path, crops / path.name)
-    state.wait_for_everyone()
+    with state.main_process_first():
+        crops = first_crops(all_crops, args.images)
     backbones = []
     for label, model in models.items():
         backbones += ["--backbone", "cod", *([] if model is None else ["--model", str(model)]), "--label", label]

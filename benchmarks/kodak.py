@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -28,3 +29,12 @@ def write_kodak_centre_crops(size: int, folder: Path) -> Path:
     for name in names:
         save_image(folder / f"{name}.png", kodak_centre_crop(name, size))
     return folder
+
+
+def first_crops(crops: Path, count: int) -> Path:
+    """A folder beside `crops` holding copies of its first `count` crops (by name), for sweeps on a subset."""
+    subset = crops.with_name(f"{crops.name}_first{count}")
+    subset.mkdir(parents=True, exist_ok=True)
+    for path in sorted(crops.glob("*.png"))[:count]:
+        shutil.copyfile(path, subset / path.name)
+    return subset

@@ -1,12 +1,12 @@
 """DiffC, Turbo-DDCM and DDCM on the embedded CoD at equal bytes: Kodak 256x256 RD, BD-rates, and times per image.
 
-    python benchmarks/kodak_codecs_rd.py [--resume] [--ddcm-images 8]
+    python benchmarks/kodak_codecs_rd.py [--resume] [--ddcm-images N]
     OMP_NUM_THREADS=1 ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
         --mixed_precision no --dynamo_backend no benchmarks/kodak_codecs_rd.py --resume   # both cores, by image
 
 `cod-diffc evaluate` codes the 24 Kodak centre crops (`benchmarks/kodak.py`) with Turbo-DDCM, and the first
-`--ddcm-images` of them with DDCM (its 100 one-atom steps make it the slowest), on `cod-pixel-small`, every target from the
-lowest each reaches to 0.5 bpp, each stream decoded both ways (`flow`, `mean`). DiffC's points are those of
+`--ddcm-images` of them (all by default) with DDCM, on `cod-pixel-small`, every target from the lowest each reaches
+to 0.5 bpp, each stream decoded both ways (`flow`, `mean`). DiffC's points are those of
 `benchmarks/kodak_embedded_rd.py` (`results/kodak_embedded/`, same crops, model and decodes), restated at the bytes
 of the current format: its stored streams are rewritten with `write_stream(read_stream(...))`, which changes their
 header and nothing they decode to (`tests/golden/` checks that). Then:
@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 from pathlib import Path
 
 from accelerate import PartialState
-from kodak import kodak_centre_crop, write_kodak_centre_crops
+from kodak import first_crops, kodak_centre_crop, write_kodak_centre_crops
 from kodak_embedded_rd import per_image_rows
 from round_trip_timing import time_round_trip
 
@@ -139,7 +138,7 @@ def time_one_image(size: int) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="side of the centre crops (multiple of 32)")
-    parser.add_argument("--ddcm-images", type=int, default=6, help="how many crops DDCM codes (the first ones)")
+    parser.add_argument("--ddcm-images", type=int, default=24, help="how many crops DDCM codes (the first ones)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument(
         "--skip-timing", action="store_true", help="keep the 512x512 timing of the last run instead of timing again"
@@ -148,12 +147,8 @@ def main() -> None:
 
     state = PartialState()
     crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
-    ddcm_crops = ROOT / "runs" / f"kodak_centre_{args.size}_first{args.ddcm_images}"
-    if state.is_main_process:
-        ddcm_crops.mkdir(parents=True, exist_ok=True)
-        for path in sorted(crops.glob("*.png"))[: args.ddcm_images]:
-            shutil.copyfile(path, ddcm_crops / path.name)
-    state.wait_for_everyone()
+    with state.main_process_first():
+        ddcm_crops = first_crops(crops, args.ddcm_images)
     common = ["--bpp", *map(str, TARGET_BPP), "--backbone", "cod", "--decode", "flow", "mean"]
     common += ["--crop-image", "kodim01", "--crop-bpp", "0.06", *(["--resume"] if args.resume else [])]
     for codec_name, dataset in (("turbo-ddcm", crops), ("ddcm", ddcm_crops)):
