@@ -159,6 +159,7 @@ class RunConfig:
         mixed_precision: `"auto"` (bf16 on a device that supports it, else fp32), `"no"`, `"bf16"` or `"fp16"`.
         gradient_checkpointing: recompute activations in the backward pass to save memory.
         ema_decay: decay of the exponential moving average of the denoiser, which is what gets exported.
+        ema_warmup: ramp the EMA decay up as `min(ema_decay, (1 + t) / (10 + t))` at step `t`, for short runs.
         checkpoint_every: save a checkpoint every this many steps (and at the end).
         keep_checkpoints: how many of the newest checkpoints to keep.
         log_every: write the losses to the log every this many steps.
@@ -170,6 +171,7 @@ class RunConfig:
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
     ema_decay: float = 0.9999
+    ema_warmup: bool = False
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     log_every: int = 10

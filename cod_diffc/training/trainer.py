@@ -59,9 +59,12 @@ from cod_diffc.training.validation import validate
 
 logger = logging.getLogger(__name__)
 
-# Settings a resumed run may change; any other difference from the checkpoint's configuration is an error.
+# Settings a resumed run may change; any other difference from the checkpoint's configuration is an error. The EMA
+# never feeds back into training, so how it averages may change too.
 RESUMABLE_CHANGES = (
     "run.output_dir",
+    "run.ema_decay",
+    "run.ema_warmup",
     "run.max_steps",
     "run.checkpoint_every",
     "run.keep_checkpoints",
@@ -172,7 +175,7 @@ class Trainer(ABC):
         )
         self.model, self.optimizer = self.accelerator.prepare(training_model, optimizer)
         self.training_model = self.accelerator.unwrap_model(self.model)
-        self.ema = ExponentialMovingAverage(self.ema_module(), config.run.ema_decay)
+        self.ema = ExponentialMovingAverage(self.ema_module(), config.run.ema_decay, config.run.ema_warmup)
         if init_ema_state is not None:
             self.ema.load_state_dict(init_ema_state, strict=False)
         self._validation_images: torch.Tensor | None = None
@@ -288,8 +291,8 @@ class Trainer(ABC):
             grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.optim.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update()
         self.step += 1
+        self.ema.update(self.step)
 
         names = sorted(totals)
         local = torch.stack([totals[name].float() for name in names] + [totals["loss"].new_tensor(float(skipped))])
