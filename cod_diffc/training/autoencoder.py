@@ -111,7 +111,7 @@ class AutoencoderTrainer(Trainer):
         arguments = ", ".join(f"{key}={value}" for key, value in self.config.model.autoencoder.items())
         return f"AutoencoderKL({arguments})"
 
-    def build_training_model(self) -> tuple[AutoencoderObjective, None]:
+    def build_training_model(self) -> AutoencoderObjective:
         vae = build_autoencoder(self.config.model.autoencoder)
         factor = vae_downsampling(vae)
         if self.config.data.resolution % factor:
@@ -123,7 +123,7 @@ class AutoencoderTrainer(Trainer):
         self.latent_shape = (vae.config.latent_channels, side, side)
         if self.config.run.gradient_checkpointing:
             vae.enable_gradient_checkpointing()
-        return AutoencoderObjective(vae, self.config.loss.kl), None
+        return AutoencoderObjective(vae, self.config.loss.kl)
 
     def ema_module(self) -> nn.Module:
         return self.training_model.vae

@@ -39,8 +39,8 @@ class ModelConfig:
 
     Args:
         kind: `"cod"` trains a CoD model (the keys below but `autoencoder`); `"autoencoder"` trains the
-            `AutoencoderKL` a latent CoD model works in (only `autoencoder` applies), whose export `vae_path` of a
-            latent CoD run then names.
+            `AutoencoderKL` a latent CoD model works in (only `autoencoder`, `init_from` and `init_partial` apply),
+            whose export `vae_path` of a latent CoD run then names.
         named_config: a name from `cod_diffc.pipelines.named_configs.NAMED_CONFIGS`.
         transformer: overrides of the [`CodTransformer2DModel`] constructor arguments of the named configuration.
         condition_codec: overrides of the [`CodConditionCodec`] constructor arguments. `condition_channels` follows
@@ -252,7 +252,8 @@ class TrainConfig:
                     ("loss", self.loss, LossConfig()),
                 )
                 for key, value in dataclasses.asdict(values).items()
-                if key not in ("kind", "autoencoder", "kl") and value != getattr(defaults, key)
+                if key not in ("kind", "autoencoder", "init_from", "init_partial", "kl")
+                and value != getattr(defaults, key)
             }
             if cod_only:
                 raise ValueError(

@@ -165,7 +165,8 @@ class Trainer(ABC):
 
         # model
         torch.manual_seed(config.run.seed)
-        training_model, init_ema_state = self.build_training_model()
+        training_model = self.build_training_model()
+        init_ema_state = self._initialise_from(training_model) if config.model.init_from else None
         optimizer = torch.optim.AdamW(
             [parameter for parameter in training_model.parameters() if parameter.requires_grad],
             lr=config.optim.lr,
@@ -187,9 +188,31 @@ class Trainer(ABC):
         """What is trained, for the log."""
 
     @abstractmethod
-    def build_training_model(self) -> tuple[nn.Module, dict[str, torch.Tensor] | None]:
-        """The module whose forward returns the loss terms (on the CPU; `accelerate` places it), and the EMA tensors
-        to start the average from (`None`: from the initial weights)."""
+    def build_training_model(self) -> nn.Module:
+        """The module whose forward returns the loss terms (on the CPU; `accelerate` places it)."""
+
+    def _initialise_from(self, training_model: nn.Module) -> dict[str, torch.Tensor]:
+        """Loads model weights from `model.init_from`; returns the EMA tensors to start the average from."""
+        model_state, ema_state, path = read_checkpoint_weights(self.config.model.init_from)
+        own_state = training_model.state_dict()
+        partial = tuple(self.config.model.init_partial)
+        mismatched = sorted(set(model_state) ^ set(own_state))
+        unexplained = [name for name in mismatched if not name.startswith(partial)] if partial else mismatched
+        if unexplained:
+            raise ValueError(
+                f"model.init_from {path} does not match this model: {len(unexplained)} tensor(s) present on one side "
+                f"only, e.g. {unexplained[:4]}; list their prefixes in model.init_partial if that is intended"
+            )
+        shared = {name: value for name, value in model_state.items() if name in own_state}
+        for name, value in shared.items():
+            if value.shape != own_state[name].shape:
+                raise ValueError(
+                    f"model.init_from {path}: {name} has shape {tuple(value.shape)}, this model "
+                    f"{tuple(own_state[name].shape)}"
+                )
+        training_model.load_state_dict(shared, strict=False)
+        logger.info("initialised %d tensors from %s (%d left fresh)", len(shared), path, len(own_state) - len(shared))
+        return ema_state  # the EMA takes the tensors it has (its names are those of `ema_module`)
 
     @abstractmethod
     def ema_module(self) -> nn.Module:
@@ -497,7 +520,7 @@ class CodTrainer(Trainer):
     def model_description(self) -> str:
         return self.config.model.named_config
 
-    def build_training_model(self) -> tuple[CodTrainingModel, dict[str, torch.Tensor] | None]:
+    def build_training_model(self) -> CodTrainingModel:
         config = self.config
         self.components: CodComponents = build_components(config.model)
         self.components.check_resolution(config.data.resolution)
@@ -516,38 +539,14 @@ class CodTrainer(Trainer):
             config.loss,
             repa_feature_dim=self.repa_encoder.feature_dim if self.repa_encoder is not None else None,
         )
-        init_ema_state = self._initialise_from(training_model) if config.model.init_from else None
         if self.components.vae is not None:
             self.components.vae.to(self.accelerator.device)
-        return training_model, init_ema_state
+        return training_model
 
     def ema_module(self) -> nn.Module:
         return nn.ModuleDict(
             {"transformer": self.training_model.transformer, "condition_codec": self.training_model.condition_codec}
         )
-
-    def _initialise_from(self, training_model: CodTrainingModel) -> dict[str, torch.Tensor]:
-        """Loads model weights from `model.init_from`; returns the EMA tensors to start the average from."""
-        model_state, ema_state, path = read_checkpoint_weights(self.config.model.init_from)
-        own_state = training_model.state_dict()
-        partial = tuple(self.config.model.init_partial)
-        mismatched = sorted(set(model_state) ^ set(own_state))
-        unexplained = [name for name in mismatched if not name.startswith(partial)] if partial else mismatched
-        if unexplained:
-            raise ValueError(
-                f"model.init_from {path} does not match this model: {len(unexplained)} tensor(s) present on one side "
-                f"only, e.g. {unexplained[:4]}; list their prefixes in model.init_partial if that is intended"
-            )
-        shared = {name: value for name, value in model_state.items() if name in own_state}
-        for name, value in shared.items():
-            if value.shape != own_state[name].shape:
-                raise ValueError(
-                    f"model.init_from {path}: {name} has shape {tuple(value.shape)}, this model "
-                    f"{tuple(own_state[name].shape)}"
-                )
-        training_model.load_state_dict(shared, strict=False)
-        logger.info("initialised %d tensors from %s (%d left fresh)", len(shared), path, len(own_state) - len(shared))
-        return {name: value for name, value in ema_state.items() if name in own_state}
 
     @torch.no_grad()
     def _to_diffusion_space(self, images: torch.Tensor, posterior_noise: torch.Tensor | None) -> torch.Tensor:

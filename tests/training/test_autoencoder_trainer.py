@@ -43,6 +43,19 @@ def test_resuming_gives_the_weights_of_an_uninterrupted_run(make_config):
         torch.testing.assert_close(actual, expected, rtol=0, atol=0, msg=name)
 
 
+def test_a_run_starts_from_another_runs_weights_and_average(make_config, tmp_path):
+    """How a second stage (here with a higher learning rate) continues an autoencoder run."""
+    first = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=2", output="first"))
+    first.train()
+    second = AutoencoderTrainer(
+        make_config(*AUTOENCODER, f"model.init_from={tmp_path / 'first'}", "optim.lr=3e-3", output="second")
+    )
+    for name, value in first.training_model.state_dict().items():
+        torch.testing.assert_close(second.training_model.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    for name, value in first.ema.state_dict().items():
+        torch.testing.assert_close(second.ema.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
 def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_cod_trains_on(make_config, tmp_path):
     trainer = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=4", "validation.every=2"))
     vae_dir = trainer.train()
@@ -72,7 +85,7 @@ def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_
         ([f"model.autoencoder={json.dumps(TINY_AUTOENCODER)}"], "model.autoencoder applies to autoencoder runs"),
         ([*AUTOENCODER, "model.autoencoder.layers=2"], "unknown key\\(s\\) model.autoencoder.layers; AutoencoderKL"),
         ([*AUTOENCODER, "data.resolution=36"], "multiple of the autoencoder's downsampling factor 8"),
-        ([*AUTOENCODER, "model.init_from=runs/x", "loss.one_step=1"], "model.init_from, loss.one_step set in an auto"),
+        ([*AUTOENCODER, "model.vae_path=runs/x", "loss.one_step=1"], "model.vae_path, loss.one_step set in an auto"),
     ],
 )
 def test_bad_autoencoder_configurations_are_named(make_config, overrides, message):
