@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from diffusers.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
+from safetensors.torch import load_file
 from torch import nn
 
 from cod_diffc.evaluation.metrics import psnr
@@ -124,6 +126,16 @@ class AutoencoderTrainer(Trainer):
         if self.config.run.gradient_checkpointing:
             vae.enable_gradient_checkpointing()
         return AutoencoderObjective(vae, self.config.loss.kl)
+
+    def read_init_weights(self, path: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Path]:
+        """Also accepts a saved `AutoencoderKL` folder (an export such as `runs/embedded_vae/vae`, in any dtype):
+        its weights start both the model and the average."""
+        folder = Path(path)
+        weights_file = folder / SAFETENSORS_WEIGHTS_NAME
+        if not (folder / CONFIG_NAME).is_file() or not weights_file.is_file():
+            return super().read_init_weights(path)
+        weights = {name: value.float() for name, value in load_file(str(weights_file)).items()}  # as ema_module's
+        return {f"vae.{name}": value for name, value in weights.items()}, weights, folder
 
     def ema_module(self) -> nn.Module:
         return self.training_model.vae

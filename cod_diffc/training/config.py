@@ -50,7 +50,8 @@ class ModelConfig:
         init_from: a training run directory or one of its `checkpoints/checkpoint-N` folders whose weights (model, EMA
             and training heads; not the optimiser) start this run: how stage 2 starts from stage 1. A saved
             `CodPipeline` folder (an export, or the embedded `cod_diffc/weights/cod-pixel-small`) works too; it has no
-            training heads, so list `reconstruction_head` in `init_partial`.
+            training heads, so list `reconstruction_head` in `init_partial`. An autoencoder run also starts from a
+            saved `AutoencoderKL` folder (its export, in any dtype).
         init_partial: tensor-name prefixes that may be absent from `init_from` or from this model (for instance the
             x2 up-sampler that `up2x` adds to the codec decoder); any other difference is an error.
         guidance_scale: classifier-free guidance for validation and the exported pipeline; `None` takes the named

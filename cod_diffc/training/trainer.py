@@ -191,9 +191,14 @@ class Trainer(ABC):
     def build_training_model(self) -> nn.Module:
         """The module whose forward returns the loss terms (on the CPU; `accelerate` places it)."""
 
+    def read_init_weights(self, path: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Path]:
+        """The model and EMA tensors that `model.init_from` names (see [`read_checkpoint_weights`]); a subclass
+        may accept its own exports as well."""
+        return read_checkpoint_weights(path)
+
     def _initialise_from(self, training_model: nn.Module) -> dict[str, torch.Tensor]:
         """Loads model weights from `model.init_from`; returns the EMA tensors to start the average from."""
-        model_state, ema_state, path = read_checkpoint_weights(self.config.model.init_from)
+        model_state, ema_state, path = self.read_init_weights(self.config.model.init_from)
         own_state = training_model.state_dict()
         partial = tuple(self.config.model.init_partial)
         mismatched = sorted(set(model_state) ^ set(own_state))

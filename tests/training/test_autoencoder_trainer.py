@@ -56,6 +56,17 @@ def test_a_run_starts_from_another_runs_weights_and_average(make_config, tmp_pat
         torch.testing.assert_close(second.ema.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
 
+def test_a_run_starts_from_an_exported_autoencoder_in_float16(make_config, tmp_path):
+    """How a run continues from committed weights when the run directory is gone: the export, both model and EMA."""
+    first = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=2", output="first"))
+    AutoencoderKL.from_pretrained(first.train()).half().save_pretrained(tmp_path / "vae_fp16")
+    second = AutoencoderTrainer(make_config(*AUTOENCODER, f"model.init_from={tmp_path / 'vae_fp16'}", output="second"))
+    for name, value in first.ema.state_dict().items():
+        expected = value.half().float()
+        torch.testing.assert_close(second.training_model.vae.state_dict()[name], expected, rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(second.ema.state_dict()[name], expected, rtol=0, atol=0, msg=name)
+
+
 def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_cod_trains_on(make_config, tmp_path):
     trainer = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=4", "validation.every=2"))
     vae_dir = trainer.train()
