@@ -161,3 +161,41 @@ def read_checkpoint_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], 
         return weights, dict(weights), path
     path = resolve_checkpoint(path)
     return load_file(str(path / MODEL_FILENAME)), load_file(str(path / EMA_FILENAME)), path
+
+
+def match_init_weights(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], init_partial: list[str], path: str | Path
+) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """
+    Which tensors of `source` (read from `path`, a `model.init_from`) start a model whose state is `target`.
+
+    Returns:
+        `(shared, reshaped)`: the tensors to load, and the names of the `init_partial` tensors that `target` has in
+        another shape (they start fresh).
+
+    Raises:
+        `ValueError`: naming a tensor on one side only, or of another shape, whose prefix `init_partial` does not
+            list.
+    """
+    partial = tuple(init_partial)
+    mismatched = sorted(set(source) ^ set(target))
+    unexplained = [name for name in mismatched if not name.startswith(partial)] if partial else mismatched
+    if unexplained:
+        raise ValueError(
+            f"model.init_from {path} does not match this model: {len(unexplained)} tensor(s) present on one side "
+            f"only, e.g. {unexplained[:4]}; list their prefixes in model.init_partial if that is intended"
+        )
+    shared, reshaped = {}, set()
+    for name, value in source.items():
+        if name not in target:
+            continue
+        if value.shape == target[name].shape:
+            shared[name] = value
+        elif partial and name.startswith(partial):
+            reshaped.add(name)  # e.g. a patch embedding of another patch size
+        else:
+            raise ValueError(
+                f"model.init_from {path}: {name} has shape {tuple(value.shape)}, this model "
+                f"{tuple(target[name].shape)}; list its prefix in model.init_partial to start it fresh"
+            )
+    return shared, reshaped

@@ -52,8 +52,10 @@ class ModelConfig:
             `CodPipeline` folder (an export, or the embedded `cod_diffc/weights/cod-pixel-small`) works too; it has no
             training heads, so list `reconstruction_head` in `init_partial`. An autoencoder run also starts from a
             saved `AutoencoderKL` folder (its export, in any dtype).
-        init_partial: tensor-name prefixes that may be absent from `init_from` or from this model (for instance the
-            x2 up-sampler that `up2x` adds to the codec decoder); any other difference is an error.
+        init_partial: tensor-name prefixes that may be absent from `init_from` or from this model, or differ in
+            shape (for instance the x2 up-sampler that `up2x` adds to the codec decoder, or the patch embedding and
+            head of a latent model started from a pixel one); those tensors start fresh, any other difference is an
+            error.
         guidance_scale: classifier-free guidance for validation and the exported pipeline; `None` takes the named
             configuration's.
         autoencoder: constructor arguments of the diffusers `AutoencoderKL` of an autoencoder run.

@@ -34,6 +34,7 @@ from cod_diffc.pipelines.pipeline_cod import CodPipeline
 from cod_diffc.training.checkpointing import (
     list_checkpoints,
     load_checkpoint,
+    match_init_weights,
     read_checkpoint_weights,
     remove_incomplete,
     resolve_checkpoint,
@@ -200,24 +201,11 @@ class Trainer(ABC):
         """Loads model weights from `model.init_from`; returns the EMA tensors to start the average from."""
         model_state, ema_state, path = self.read_init_weights(self.config.model.init_from)
         own_state = training_model.state_dict()
-        partial = tuple(self.config.model.init_partial)
-        mismatched = sorted(set(model_state) ^ set(own_state))
-        unexplained = [name for name in mismatched if not name.startswith(partial)] if partial else mismatched
-        if unexplained:
-            raise ValueError(
-                f"model.init_from {path} does not match this model: {len(unexplained)} tensor(s) present on one side "
-                f"only, e.g. {unexplained[:4]}; list their prefixes in model.init_partial if that is intended"
-            )
-        shared = {name: value for name, value in model_state.items() if name in own_state}
-        for name, value in shared.items():
-            if value.shape != own_state[name].shape:
-                raise ValueError(
-                    f"model.init_from {path}: {name} has shape {tuple(value.shape)}, this model "
-                    f"{tuple(own_state[name].shape)}"
-                )
+        shared, reshaped = match_init_weights(model_state, own_state, self.config.model.init_partial, path)
         training_model.load_state_dict(shared, strict=False)
         logger.info("initialised %d tensors from %s (%d left fresh)", len(shared), path, len(own_state) - len(shared))
-        return ema_state  # the EMA takes the tensors it has (its names are those of `ema_module`)
+        # the EMA takes the tensors it has (its names are those of `ema_module`), less those of another shape
+        return {name: value for name, value in ema_state.items() if name not in reshaped}
 
     @abstractmethod
     def ema_module(self) -> nn.Module:

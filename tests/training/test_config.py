@@ -7,8 +7,10 @@ from accelerate import init_empty_weights
 from cod_diffc.cli import main
 from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.training.autoencoder import AutoencoderTrainer, build_autoencoder
+from cod_diffc.training.checkpointing import match_init_weights, read_checkpoint_weights
 from cod_diffc.training.components import build_components
 from cod_diffc.training.config import apply_overrides, config_from_dict, load_train_config
+from cod_diffc.training.model import CodTrainingModel
 
 from training_helpers import REPO_ROOT, TINY_CONFIG
 
@@ -86,6 +88,13 @@ def test_shipped_configs_are_valid_and_build(path: Path, tmp_path: Path):
         components = build_components(config.model)
     components.check_resolution(config.data.resolution)
     assert components.condition_codec.config.condition_channels == components.transformer.config.hidden_size
+    if config.model.init_from is not None and (REPO_ROOT / config.model.init_from).exists():
+        # A committed starting point (the embedded model) fits the model, tensors to start fresh listed.
+        with init_empty_weights():
+            training_model = CodTrainingModel(components.transformer, components.condition_codec, config.loss)
+        source, _, source_path = read_checkpoint_weights(REPO_ROOT / config.model.init_from)
+        shared, _ = match_init_weights(source, training_model.state_dict(), config.model.init_partial, source_path)
+        assert any(name.startswith("condition_codec.") for name in shared)
 
 
 def test_cli_reports_an_empty_data_folder_in_one_line(tmp_path, capsys):

@@ -206,6 +206,33 @@ def test_a_run_starts_from_a_saved_pipeline_such_as_the_embedded_model(make_conf
     assert torch.equal(trainer.ema.state_dict()["transformer.proj_out.weight"], saved["proj_out.weight"])
 
 
+def test_a_latent_model_starts_from_a_pixel_models_codec_and_backbone(make_config, tmp_path):
+    """The embedded latent candidate's warm start: tensors of another shape or absent start fresh when listed."""
+    pixel = CodTrainer(make_config("run.max_steps=1", output="pixel")).train()
+    vae_dir = tmp_path / "vae"
+    AutoencoderKL(**get_named_config("cod-latent-tiny").vae).save_pretrained(vae_dir)
+    latent = ("model.named_config=cod-latent-tiny", f"model.vae_path={vae_dir}", f"model.init_from={pixel}")
+    fresh = [
+        "reconstruction_head.",
+        *(f"transformer.{name}." for name in ("proj_out", "blocks.2", "head_embed", "out_modulation", "norm_out")),
+        *(f"transformer.{name}." for name in ("pixel_embed", "condition_to_pixels")),
+    ]
+    with pytest.raises(ValueError, match="transformer.token_embed.weight has shape .* list its prefix"):
+        CodTrainer(make_config(*latent, f"model.init_partial={json.dumps(fresh)}", output="latent"))
+    fresh.append("transformer.token_embed.")
+    trainer = CodTrainer(make_config(*latent, f"model.init_partial={json.dumps(fresh)}", output="latent"))
+    saved = CodPipeline.from_pretrained(pixel)
+    state, ema = trainer.training_model.state_dict(), trainer.ema.state_dict()
+    for name, value in saved.condition_codec.state_dict().items():
+        assert torch.equal(state[f"condition_codec.{name}"], value) and torch.equal(
+            ema[f"condition_codec.{name}"], value
+        )
+    backbone = saved.transformer.state_dict()["blocks.0.attn.to_qkv.weight"]
+    assert torch.equal(state["transformer.blocks.0.attn.to_qkv.weight"], backbone)
+    assert state["transformer.token_embed.weight"].shape != saved.transformer.state_dict()["token_embed.weight"].shape
+    assert torch.equal(ema["transformer.token_embed.weight"], state["transformer.token_embed.weight"])
+
+
 def test_unreadable_images_are_skipped_with_a_warning(tmp_path, caplog):
     folder = tmp_path / "images"
     write_images(folder, 4)
