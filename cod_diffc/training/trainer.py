@@ -138,6 +138,7 @@ class Trainer(ABC):
 
         self.accelerator = Accelerator(mixed_precision=self._mixed_precision())
         self._log_handler: logging.Handler | None = None
+        self.setup_notes: list[str] = []  # what set-up did, logged once the run's log is open
         self.step = 0
         self.skipped_images = 0
 
@@ -203,7 +204,9 @@ class Trainer(ABC):
         own_state = training_model.state_dict()
         shared, reshaped = match_init_weights(model_state, own_state, self.config.model.init_partial, path)
         training_model.load_state_dict(shared, strict=False)
-        logger.info("initialised %d tensors from %s (%d left fresh)", len(shared), path, len(own_state) - len(shared))
+        self.setup_notes.append(
+            f"initialised {len(shared)} tensors from {path} ({len(own_state) - len(shared)} fresh)"
+        )
         # the EMA takes the tensors it has (its names are those of `ema_module`), less those of another shape
         return {name: value for name, value in ema_state.items() if name not in reshaped}
 
@@ -356,6 +359,8 @@ class Trainer(ABC):
             len(self.val_paths),
             self.unreadable_images,
         )
+        for note in self.setup_notes:
+            logger.info(note)
 
         data = self.data_iterator()
         metrics_path = self.output_dir / METRICS_FILENAME
@@ -525,7 +530,7 @@ class CodTrainer(Trainer):
         if config.loss.repa_encoder_path is not None:
             self.repa_encoder = RepaFeatureEncoder(config.loss.repa_encoder_path).to(self.accelerator.device)
         else:
-            logger.info("REPA is off (loss.repa_encoder_path is not set)")
+            self.setup_notes.append("REPA is off (loss.repa_encoder_path is not set)")
         training_model = CodTrainingModel(
             self.components.transformer,
             self.components.condition_codec,

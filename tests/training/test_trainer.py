@@ -204,6 +204,8 @@ def test_a_run_starts_from_a_saved_pipeline_such_as_the_embedded_model(make_conf
     state = trainer.training_model.state_dict()
     assert torch.equal(state["transformer.proj_out.weight"], saved["proj_out.weight"])
     assert torch.equal(trainer.ema.state_dict()["transformer.proj_out.weight"], saved["proj_out.weight"])
+    trainer.train()
+    assert f"tensors from {exported} (" in (trainer.output_dir / "train.log").read_text()
 
 
 def test_a_latent_model_starts_from_a_pixel_models_codec_and_backbone(make_config, tmp_path):
