@@ -8,11 +8,12 @@
 `cod-diffc evaluate` codes the 24 Kodak 256x256 centre crops (`benchmarks/kodak.py`) with DiffC on the shipped
 `cod-pixel-small` (label `shipped`) and on every candidate pipeline folder (`--candidate LABEL=PATH`), every target
 from the condition-only file to 0.5 bpp, decoded both ways (`flow`, `mean`), beside JPEG, WebP and AVIF, with the
-BD table against the shipped model and the crops of the first image. Then, into `results/embedded_candidates/`:
+BD table against the shipped model and the crops of the first image.
 
 With `--shipped-rows results/kodak_embedded/per_image.csv` the shipped model is not coded again (about 3.5 minutes a
 crop on the project's 2-core CPU): its per-image rows come from that earlier run of the same model and codec on the
-same crops (streams are frozen by the golden files), and the summary names the file.
+same crops (streams are frozen by the golden files), the summary names the file, and the report's BD table is
+anchored on the first candidate instead. Then, into `results/embedded_candidates/`:
 
 - `summary.json`: per model and decode, the mean PSNR at every target and its gain over the shipped model (the
   target: at least 1 dB at every rate from 0.015 to 0.5 bpp); for latent models the autoencoder's own
