@@ -21,8 +21,10 @@ import numpy as np
 import PIL.Image
 import torch
 import yaml
+from accelerate.state import AcceleratorState
 
-from cod_diffc.training import CodTrainer
+from cod_diffc.training import AutoencoderTrainer, CodTrainer
+from cod_diffc.training.autoencoder import build_autoencoder
 from cod_diffc.training.config import apply_overrides, config_from_dict
 
 
@@ -42,14 +44,21 @@ def write_synthetic_images(folder: Path, count: int, side: int) -> None:
 def measure(config_name: str, overrides: list[str], device: str, steps: int, warmup: int, work_dir: Path) -> dict:
     """Median step time of `configs/train/<config_name>.yaml` with `overrides`."""
     values = yaml.safe_load((CONFIG_DIR / f"{config_name}.yaml").read_text())
-    resolution = int(values["data"]["resolution"])
+    resolution = int(apply_overrides(values, overrides)["data"]["resolution"])
     images = work_dir / f"images_{resolution}"
     if not images.is_dir():
         write_synthetic_images(images, 24, resolution)
-    output_dir = work_dir / f"run_{config_name}_{device}"
+    output_dir = work_dir / f"run_{config_name}_{device}_{len(list(work_dir.glob('run_*')))}"
     base = [f"data.train_dir={images}", f"run.output_dir={output_dir}", "data.num_workers=2", "validation.every=0"]
+    if values["model"].get("vae_path"):  # a latent model on one of the project's autoencoders: a random one of it
+        vae_dir = work_dir / "vae"
+        if not vae_dir.is_dir():
+            autoencoder = yaml.safe_load((CONFIG_DIR / "embedded_vae.yaml").read_text())["model"]["autoencoder"]
+            build_autoencoder(autoencoder).save_pretrained(vae_dir)
+        base.append(f"model.vae_path={vae_dir}")
     config = config_from_dict(apply_overrides(values, base + overrides))
-    trainer = CodTrainer(config)
+    AcceleratorState._reset_state(reset_partial_state=True)  # each case sets its own mixed precision
+    trainer = (AutoencoderTrainer if config.model.kind == "autoencoder" else CodTrainer)(config)
     data = trainer.data_iterator()
     seconds = []
     for index in range(warmup + steps):
@@ -86,6 +95,13 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cases = [("tiny", ["optim.batch_size=8"]), ("small_pixel", ["optim.batch_size=8"])]
+    if device == "cpu":  # the #16 candidates' settings: bf16 autocast for the autoencoder, 128 px for the latent CoD
+        cases += [
+            ("embedded_vae", ["run.mixed_precision=bf16"]),
+            ("embedded_vae", ["run.mixed_precision='no'"]),
+            ("embedded_latent_small", ["data.resolution=128"]),
+            ("embedded_latent_small", ["data.resolution=256"]),
+        ]
     if device == "cuda":
         cases += [("small_pixel", []), ("cod_pixel_stage1_256", ["optim.batch_size=16"])]
     results = []
