@@ -39,8 +39,8 @@ class ModelConfig:
 
     Args:
         kind: `"cod"` trains a CoD model (the keys below but `autoencoder`); `"autoencoder"` trains the
-            `AutoencoderKL` a latent CoD model works in (only `autoencoder`, `init_from` and `init_partial` apply),
-            whose export `vae_path` of a latent CoD run then names.
+            `AutoencoderKL` a latent CoD model works in (only `autoencoder`, `init_from`, `init_partial` and `freeze`
+            apply), whose export `vae_path` of a latent CoD run then names.
         named_config: a name from `cod_diffc.pipelines.named_configs.NAMED_CONFIGS`.
         transformer: overrides of the [`CodTransformer2DModel`] constructor arguments of the named configuration.
         condition_codec: overrides of the [`CodConditionCodec`] constructor arguments. `condition_channels` follows
@@ -56,6 +56,9 @@ class ModelConfig:
             shape (for instance the x2 up-sampler that `up2x` adds to the codec decoder, or the patch embedding and
             head of a latent model started from a pixel one); those tensors start fresh, any other difference is an
             error.
+        freeze: tensor-name prefixes (of the training model, e.g. `vae.encoder.` of an autoencoder run) whose
+            parameters are not trained: to go on training an autoencoder's decoder while its latent space, which a
+            latent CoD model depends on, stays as it is.
         guidance_scale: classifier-free guidance for validation and the exported pipeline; `None` takes the named
             configuration's.
         autoencoder: constructor arguments of the diffusers `AutoencoderKL` of an autoencoder run.
@@ -68,6 +71,7 @@ class ModelConfig:
     vae_path: str | None = None
     init_from: str | None = None
     init_partial: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list)
     guidance_scale: float | None = None
     autoencoder: dict[str, Any] = field(default_factory=dict)
 
@@ -255,7 +259,7 @@ class TrainConfig:
                     ("loss", self.loss, LossConfig()),
                 )
                 for key, value in dataclasses.asdict(values).items()
-                if key not in ("kind", "autoencoder", "init_from", "init_partial", "kl")
+                if key not in ("kind", "autoencoder", "init_from", "init_partial", "freeze", "kl")
                 and value != getattr(defaults, key)
             }
             if cod_only:

@@ -169,6 +169,8 @@ class Trainer(ABC):
         torch.manual_seed(config.run.seed)
         training_model = self.build_training_model()
         init_ema_state = self._initialise_from(training_model) if config.model.init_from else None
+        if config.model.freeze:
+            self._freeze(training_model)
         optimizer = torch.optim.AdamW(
             [parameter for parameter in training_model.parameters() if parameter.requires_grad],
             lr=config.optim.lr,
@@ -209,6 +211,23 @@ class Trainer(ABC):
         )
         # the EMA takes the tensors it has (its names are those of `ema_module`), less those of another shape
         return {name: value for name, value in ema_state.items() if name not in reshaped}
+
+    def _freeze(self, training_model: nn.Module) -> None:
+        """Stops training the parameters under the `model.freeze` prefixes; `ValueError` naming a prefix that no
+        parameter has."""
+        parameters = dict(training_model.named_parameters())
+        for prefix in self.config.model.freeze:
+            frozen = [name for name in parameters if name.startswith(prefix)]
+            if not frozen:
+                raise ValueError(
+                    f"model.freeze: no parameter of the model starts with {prefix!r} (its parameters start with "
+                    f"{sorted({'.'.join(name.split('.')[:2]) + '.' for name in parameters})})"
+                )
+            for name in frozen:
+                parameters[name].requires_grad_(False)
+        trainable = sum(parameter.numel() for parameter in parameters.values() if parameter.requires_grad)
+        total = sum(parameter.numel() for parameter in parameters.values())
+        self.setup_notes.append(f"model.freeze: training {trainable:,} of {total:,} parameters")
 
     @abstractmethod
     def ema_module(self) -> nn.Module:

@@ -67,6 +67,31 @@ def test_a_run_starts_from_an_exported_autoencoder_in_float16(make_config, tmp_p
         torch.testing.assert_close(second.ema.state_dict()[name], expected, rtol=0, atol=0, msg=name)
 
 
+def test_a_frozen_encoder_keeps_the_latent_space_while_the_decoder_trains(make_config, tmp_path):
+    """How the decoder goes on training under a latent CoD trained on the first export (model.freeze)."""
+    first_vae = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=2", output="first")).train()
+    frozen = ["vae.encoder.", "vae.quant_conv."]
+    second = AutoencoderTrainer(
+        make_config(
+            *AUTOENCODER,
+            f"model.init_from={first_vae}",
+            f"model.freeze={json.dumps(frozen)}",
+            "run.max_steps=4",
+            output="second",
+        )
+    )
+    second_vae = AutoencoderKL.from_pretrained(second.train())
+    assert "model.freeze: training" in (second.output_dir / "train.log").read_text()
+    before, after = AutoencoderKL.from_pretrained(first_vae).state_dict(), second_vae.state_dict()
+    for name, value in before.items():
+        if name.startswith(("encoder.", "quant_conv.")):
+            torch.testing.assert_close(after[name], value, rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(after[name], before[name]) for name in before if name.startswith("decoder."))
+    assert second_vae.config.scaling_factor == pytest.approx(
+        AutoencoderKL.from_pretrained(first_vae).config.scaling_factor
+    )
+
+
 def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_cod_trains_on(make_config, tmp_path):
     trainer = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=4", "validation.every=2"))
     vae_dir = trainer.train()
@@ -97,6 +122,7 @@ def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_
         ([*AUTOENCODER, "model.autoencoder.layers=2"], "unknown key\\(s\\) model.autoencoder.layers; AutoencoderKL"),
         ([*AUTOENCODER, "data.resolution=36"], "multiple of the autoencoder's downsampling factor 8"),
         ([*AUTOENCODER, "model.vae_path=runs/x", "loss.one_step=1"], "model.vae_path, loss.one_step set in an auto"),
+        ([*AUTOENCODER, "model.freeze=[vae.encoderr.]"], "no parameter of the model starts with 'vae.encoderr.'"),
     ],
 )
 def test_bad_autoencoder_configurations_are_named(make_config, overrides, message):
