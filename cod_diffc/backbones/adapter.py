@@ -250,3 +250,9 @@ class BackboneAdapter(ABC):
     def fingerprint(self) -> bytes:
         """A [`FINGERPRINT_SIZE`]-byte digest of everything that changes the adapter's outputs (weights and
         settings); see [`fingerprint_state_dict`]. A decoder refuses streams made with another fingerprint."""
+
+    def known_model(self, fingerprint: bytes) -> str | None:
+        """What the model with this fingerprint is, when the adapter knows it (for instance a model that ships, or
+        once shipped, inside the package), so that a stream made with it names the model it needs; `None` (the
+        default) when it does not."""
+        return None

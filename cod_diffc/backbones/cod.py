@@ -145,6 +145,13 @@ class CodBackbone(FlowMatchingAdapterMixin):
                 self._fingerprint = self._weights_fingerprint()
         return self._fingerprint
 
+    def known_model(self, fingerprint: bytes) -> str | None:
+        """The embedded model, shipped now or by an earlier release, that has this fingerprint (loaded in float32,
+        the default), and how to load it."""
+        from cod_diffc.pipelines.embedded_models import EMBEDDED_MODEL_FINGERPRINTS
+
+        return EMBEDDED_MODEL_FINGERPRINTS.get(fingerprint.hex())
+
 
 def _check_pipeline_dir(model: str | Path) -> None:
     """A one-line error for a local directory that is not a saved `CodPipeline`."""

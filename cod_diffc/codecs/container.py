@@ -139,8 +139,10 @@ def check_backbone(backbone: str, fingerprint: bytes, adapter: BackboneAdapter) 
     if backbone != adapter.name:
         raise StreamError(f"stream made by backbone {backbone!r}, but the decoder runs {adapter.name!r}")
     if fingerprint != adapter.fingerprint():
+        known = adapter.known_model(fingerprint)
+        made_with = f"{known} (fingerprint {fingerprint.hex()})" if known else f"fingerprint {fingerprint.hex()}"
         raise StreamError(
-            f"stream made by another {backbone!r} model: fingerprint {fingerprint.hex()}, the loaded model has "
+            f"stream made by another {backbone!r} model: {made_with}; the loaded model has "
             f"{adapter.fingerprint().hex()}"
         )
 

@@ -13,6 +13,12 @@ EMBEDDED_MODELS: dict[str, Path] = {"cod-pixel-small": WEIGHTS_DIR / "cod-pixel-
 DEFAULT_EMBEDDED_MODEL = "cod-pixel-small"
 """The model `cod-diffc compress --backbone cod` uses when `--model` is not given."""
 
+EMBEDDED_MODEL_FINGERPRINTS: dict[str, str] = {
+    "8432c163aded034c": "the embedded model cod-pixel-small (load it with --model cod-pixel-small)",
+}
+"""Fingerprint (hex, of the model loaded in float32, as `--backbone cod` does) -> what that model is and how to load
+it, for every model that ships inside the package or did in an earlier release: a stream made with one names it."""
+
 
 def resolve_embedded_model(name_or_path: str | Path) -> str | Path:
     """The package folder of an embedded model's name; anything else (a local folder, a hub id) unchanged.

@@ -10,8 +10,16 @@ from cod_diffc import CodPipeline
 from cod_diffc.backbones import load_backbone
 from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.diffc import decode, decompress, encode
+from cod_diffc.errors import StreamError
 from cod_diffc.evaluation.metrics import psnr, to_uint8
-from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL, EMBEDDED_MODELS, resolve_embedded_model
+from cod_diffc.pipelines.embedded_models import (
+    DEFAULT_EMBEDDED_MODEL,
+    EMBEDDED_MODEL_FINGERPRINTS,
+    EMBEDDED_MODELS,
+    resolve_embedded_model,
+)
+
+from tiny_models import save_tiny_cod
 
 
 def test_the_default_model_ships_as_safetensors_within_30_mb_with_the_training_data_notice():
@@ -79,3 +87,18 @@ def test_the_cod_backbone_defaults_to_the_embedded_model_and_rate_buys_quality(s
         reconstruction = decompress(point.stream, adapter, num_denoise_steps=4, progress=False)
         qualities.append(psnr(original, to_uint8(reconstruction)))
     assert qualities[0] < qualities[1] < qualities[2], qualities
+
+
+def test_every_embedded_model_is_named_by_its_fingerprint():
+    for name in EMBEDDED_MODELS:
+        fingerprint = load_backbone("cod", name).fingerprint().hex()
+        assert f"embedded model {name} " in EMBEDDED_MODEL_FINGERPRINTS.get(fingerprint, ""), name
+
+
+def test_a_stream_of_the_embedded_model_names_it_to_a_decoder_running_another(sample_crop, tmp_path):
+    result = encode(
+        sample_crop, load_backbone("cod"), stop_step=[4], schedule=DiffCSchedule(num_steps=8), progress=False
+    )
+    other = load_backbone("cod", save_tiny_cod(tmp_path / "tiny", seed=0))
+    with pytest.raises(StreamError, match=f"another 'cod' model: the embedded model {DEFAULT_EMBEDDED_MODEL} "):
+        decode(result.points[0].stream, other, progress=False)
