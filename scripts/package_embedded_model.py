@@ -3,7 +3,11 @@
     cod-diffc train --config configs/train/embedded_pixel_small.yaml --resume run.max_steps=N   # exports the EMA
     python scripts/package_embedded_model.py runs/embedded_small_pixel/pipeline --name cod-pixel-small
 
-The package data is capped (30 MB for the default model); a larger result is reported and nothing is written.
+A latent model may take its autoencoder from another export (`--vae`: one with the same encoder, such as the
+decoder-only continuation `configs/train/embedded_vae_decoder.yaml`), and any model a new default guidance scale
+(`--guidance-scale`, measured by `benchmarks/guidance_ab.py`); `--output DIR` writes the package elsewhere, to
+measure it before it ships. The package data is capped (30 MB for the default model); a larger result is reported
+and nothing is written.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL
 
 from cod_diffc.pipelines.embedded_models import WEIGHTS_DIR
 from cod_diffc.pipelines.pipeline_cod import CodPipeline
@@ -28,10 +33,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pipeline", type=Path, help="saved CodPipeline folder (a training run's `pipeline/`)")
     parser.add_argument("--name", default="cod-pixel-small", help="folder name under cod_diffc/weights/")
+    parser.add_argument("--vae", type=Path, help="AutoencoderKL folder to replace a latent pipeline's `vae`")
+    parser.add_argument("--guidance-scale", type=float, help="new default guidance scale of the pipeline")
+    parser.add_argument("--output", type=Path, help="write the package to OUTPUT/NAME instead of cod_diffc/weights")
     parser.add_argument("--max-megabytes", type=float, default=30.0, help="refuse a model larger than this")
     args = parser.parse_args()
 
     pipeline = CodPipeline.from_pretrained(str(args.pipeline), local_files_only=True, dtype=torch.float16)
+    if args.vae is not None:
+        if pipeline.vae is None:
+            raise SystemExit(f"error: {args.pipeline} is a pixel-space pipeline; --vae applies to latent ones")
+        vae = AutoencoderKL.from_pretrained(args.vae, local_files_only=True, torch_dtype=torch.float16)
+        expected = pipeline.vae.config.scaling_factor
+        if abs(vae.config.scaling_factor - expected) > 1e-3 * expected:  # the same encoder, up to rounding
+            raise SystemExit(
+                f"error: {args.vae} has scaling_factor {vae.config.scaling_factor}, the pipeline's autoencoder "
+                f"{expected}: not the encoder the model was trained on"
+            )
+        pipeline.register_modules(vae=vae)
+    if args.guidance_scale is not None:
+        pipeline.register_to_config(default_guidance_scale=args.guidance_scale)
     with tempfile.TemporaryDirectory() as scratch:  # measured before the shipped model is touched
         megabytes = folder_megabytes(save_atomically(pipeline, Path(scratch) / args.name))
     if megabytes > args.max_megabytes:
@@ -39,7 +60,7 @@ def main() -> None:
             f"error: {args.name} takes {megabytes:.1f} MB, more than --max-megabytes {args.max_megabytes}; "
             "nothing was written"
         )
-    destination = save_atomically(pipeline, WEIGHTS_DIR / args.name)
+    destination = save_atomically(pipeline, (WEIGHTS_DIR if args.output is None else args.output) / args.name)
     print(f"wrote {destination} ({megabytes:.1f} MB)")
 
 
