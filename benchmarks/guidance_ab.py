@@ -53,7 +53,8 @@ def main() -> None:
     crops = first_crops(write_kodak_centre_crops(256, ROOT / "runs" / "kodak_centre_256"), args.images)
     results = {}
     for scale in args.scales:
-        sweep = SWEEPS / f"{args.model.strip('/').replace('/', '_')}-{args.images}-g{scale:g}"
+        model = Path(args.model).resolve()
+        sweep = SWEEPS / f"{model.parent.name}_{model.name}-{args.images}-g{scale:g}"
         status = cod_diffc_main(
             ["evaluate", str(crops), "-o", str(sweep), "--bpp", *map(str, TARGET_BPP)]
             + ["--backbone", "cod", "--model", args.model, "--label", LABEL, "--decode", "flow", "mean"]
