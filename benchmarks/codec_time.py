@@ -2,7 +2,7 @@
 
     python benchmarks/codec_time.py              # tiny CoD models (random weights), random images
     python benchmarks/codec_time.py --embedded --sizes 256 512 --compare-tree /tmp/before
-                                                 # the embedded cod-pixel-small, Kodak centre crops, 0.05 bpp, side by
+                                                 # the default embedded model, Kodak centre crops, 0.05 bpp, side by
                                                  # side with an earlier commit (git worktree add /tmp/before COMMIT)
     python benchmarks/codec_time.py --released --device cuda --dtype bfloat16
                                                  # released-size cod-pixel-xl (random weights), 512x512 crops
@@ -41,6 +41,7 @@ from cod_diffc.diffc import decode, encode
 from cod_diffc.diffc.codec import default_simulator
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 from cod_diffc.image_files import atomic_write, load_image, save_image
+from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,7 +257,7 @@ def main() -> None:
                 for label, tree in trees.items():  # interleaved, so both see the same machine load
                     runs[label].append(run_in_tree(tree, name, size, args))
             for label in trees:
-                fields = {"tree": label, "model": "cod-pixel-small", "image_size": size, "images": KODAK_IMAGES}
+                fields = {"tree": label, "model": DEFAULT_EMBEDDED_MODEL, "image_size": size, "images": KODAK_IMAGES}
                 rows.append(median_row(runs[label], target_bpp=KODAK_TARGET_BPP, per_image=runs[label], **fields))
             if "before" in trees:
                 same = [a["stream_sha256"] == b["stream_sha256"] for a, b in zip(runs["this"], runs["before"])]

@@ -6,14 +6,14 @@
         --mixed_precision no --dynamo_backend no benchmarks/embedded_candidates_rd.py --candidate ... --resume
 
 `cod-diffc evaluate` codes the 24 Kodak 256x256 centre crops (`benchmarks/kodak.py`) with DiffC on the shipped
-`cod-pixel-small` (label `shipped`) and on every candidate pipeline folder (`--candidate LABEL=PATH`), every target
+the default embedded model (label `shipped`) and on every candidate pipeline folder (`--candidate LABEL=PATH`), every target
 from the condition-only file to 0.5 bpp, decoded both ways (`flow`, `mean`), beside JPEG, WebP and AVIF, with the
 BD table against the shipped model and the crops of the first image.
 
-With `--shipped-rows results/kodak_embedded/per_image.csv` the shipped model is not coded again (about 3.5 minutes a
-crop on the project's 2-core CPU): its per-image rows come from that earlier run of the same model and codec on the
-same crops (streams are frozen by the golden files), the summary names the file, and the report's BD table is
-anchored on the first candidate instead. Then, into `results/embedded_candidates/`:
+With `--shipped-rows PER_IMAGE_CSV` the shipped model is not coded again (the pixel model took about 3.5 minutes a
+crop on the project's 2-core CPU): its per-image rows come from an earlier run of the same model and codec on the same
+crops (`results/kodak_embedded/per_image.csv` holds those of `cod-pixel-small`, the default until cod_diffc 0.2),
+the summary names the file, and the report's BD table is anchored on the first candidate instead. Then, into `results/embedded_candidates/`:
 
 - `summary.json`: per model and decode, the mean PSNR at every target and its gain over the shipped model (the
   target: at least 1 dB at every rate from 0.015 to 0.5 bpp); for latent models the autoencoder's own
@@ -36,6 +36,7 @@ from kodak_embedded_rd import per_image_rows
 from round_trip_timing import time_round_trip
 
 from cod_diffc.cli import main as cod_diffc_main
+from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ def main() -> None:
     low, high = GAIN_RATES
     models_summary = {}
     for label, model in models.items():
-        entry = {"model": "cod-pixel-small (embedded)" if model is None else str(model)}
+        entry = {"model": f"{DEFAULT_EMBEDDED_MODEL} (embedded)" if model is None else str(model)}
         for decode in ("", "-mean"):
             method = f"{label}{decode}"
             gains = {target: psnr[method][target] - psnr[f"{SHIPPED}{decode}"][target] for target in TARGET_BPP}

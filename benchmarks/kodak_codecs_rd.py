@@ -5,7 +5,7 @@
         --mixed_precision no --dynamo_backend no benchmarks/kodak_codecs_rd.py --resume   # both cores, by image
 
 `cod-diffc evaluate` codes the 24 Kodak centre crops (`benchmarks/kodak.py`) with Turbo-DDCM, and the first
-`--ddcm-images` of them (all by default) with DDCM, on `cod-pixel-small`, every target from the lowest each reaches
+`--ddcm-images` of them (all by default) with DDCM, on the default embedded model, every target from the lowest each reaches
 to 0.5 bpp, each stream decoded both ways (`flow`, `mean`). DiffC's points are those of
 `benchmarks/kodak_embedded_rd.py` (`results/kodak_embedded/`, same crops, model and decodes), restated at the bytes
 of the current format: its stored streams are rewritten with `write_stream(read_stream(...))`, which changes their
@@ -35,6 +35,7 @@ from round_trip_timing import time_round_trip
 from cod_diffc.cli import main as cod_diffc_main
 from cod_diffc.evaluation.bjontegaard import bd_rate
 from cod_diffc.evaluation.report import plot_rd
+from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +183,7 @@ def main() -> None:
             images = rows[method + decode]
             name = method + decode + ("" if len(images) == len(rows[CODECS["diffc"]]) else f" ({len(images)} crops)")
             curves.append(
-                mean_results(name, images, TARGET_BPP, f"{codec_name} on cod-pixel-small, {len(images)} crops")
+                mean_results(name, images, TARGET_BPP, f"{codec_name} on {DEFAULT_EMBEDDED_MODEL}, {len(images)} crops")
             )
     plot_rd(curves, OUTPUT / "rd.png")
     (OUTPUT / "mean_curves.json").write_text(json.dumps(curves, indent=2) + "\n")
@@ -210,7 +211,7 @@ def main() -> None:
     summary = {
         "images": f"Kodak {args.size}x{args.size} centre crops: DiffC and Turbo-DDCM all 24, DDCM the first "
         f"{args.ddcm_images}",
-        "model": "cod-pixel-small (embedded)",
+        "model": f"{DEFAULT_EMBEDDED_MODEL} (embedded)",
         "note": "DiffC's times are those of results/kodak_embedded (its encode serves every target at once); "
         "Turbo-DDCM and DDCM encode once per target. 2 processes shared the 2 cores.",
         "bd_rate_mean_percent": {key: value["mean_bd_rate_percent"] for key, value in bd.items()},

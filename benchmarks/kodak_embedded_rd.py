@@ -5,7 +5,7 @@
         --mixed_precision no --dynamo_backend no benchmarks/kodak_embedded_rd.py --resume   # both cores, by image
 
 The 24 Kodak images (`../shared/data/kodak/`) are centre-cropped to `--size` x `--size` (the same crops for every
-method), then `cod-diffc evaluate` codes them with DiffC on `cod-pixel-small` (one encode per image, every rate
+method), then `cod-diffc evaluate` codes them with DiffC on the default embedded model (one encode per image, every rate
 from the condition-only file up to 0.5 bpp, decoded both ways: `flow` and `mean`) and with the classical codecs and
 their downscale-code-upscale `-down` variants (from 0.005 bpp), bpp from the bytes of the files written. DiffC's
 targets below its condition-only file get that file.
@@ -29,6 +29,7 @@ from kodak import write_kodak_centre_crops
 
 from cod_diffc.cli import main as cod_diffc_main
 from cod_diffc.evaluation.report import plot_rd
+from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def condition_only_results(rows: dict[str, list[dict]]) -> dict:
     keys = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
     return {
         "name": "cod-condition-only",
-        "description": "CoD condition alone (DiffC cut at step 0 on cod-pixel-small, actual bytes)",
+        "description": f"CoD condition alone (DiffC cut at step 0 on {DEFAULT_EMBEDDED_MODEL}, actual bytes)",
         "results": {key: [statistics.mean(float(row[key]) for row in cuts)] for key in keys},
     }
 
@@ -139,7 +140,7 @@ def main() -> None:
     comparison = webp_comparison(rows[DIFFC], rows["webp"])
     summary = {
         "images": f"the 24 Kodak images, {args.size}x{args.size} centre crops",
-        "model": "cod-pixel-small (embedded)",
+        "model": f"{DEFAULT_EMBEDDED_MODEL} (embedded)",
         "target_bpp": targets,
         "diffc_encode_s_per_image_median": statistics.median(
             float(image_rows[0]["encoding_time"]) for image_rows in rows[DIFFC].values()

@@ -22,6 +22,7 @@ from kodak import kodak_centre_crop
 from torch.profiler import ProfilerActivity, profile
 
 from cod_diffc.backbones import Condition, load_backbone
+from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +109,7 @@ def main() -> None:
                 print(f"    {operator['op']:<50}{operator['share']:7.1%}")
     output = ROOT / "results" / "network_profile.json"
     machine = {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__}
-    output.write_text(json.dumps({"model": "cod-pixel-small", "machine": machine, "results": rows}, indent=1) + "\n")
+    output.write_text(json.dumps({"model": DEFAULT_EMBEDDED_MODEL, "machine": machine, "results": rows}, indent=1) + "\n")
     print(f"wrote {output}")
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/rcc_operating_point.py
 
-Codes a few Kodak centre crops (256 x 256) with DiffC on `cod-pixel-small` at several rates, once per coder setting
+Codes a few Kodak centre crops (256 x 256) with DiffC on the default embedded model at several rates, once per coder setting
 (the pooled coder at 2^13, 2^15 and 2^17 candidates per chunk), decompresses every cut, and compares the settings by
 BD-rate / BD-PSNR of the mean curves against the default (pooled, 15) together with their encode and decode times.
 Writes `results/rcc_operating_point.json`.
@@ -24,6 +24,7 @@ from cod_diffc.cli._common import build_simulator
 from cod_diffc.diffc import decompress, encode
 from cod_diffc.evaluation.bjontegaard import bd_psnr, bd_rate
 from cod_diffc.evaluation.metrics import psnr, to_uint8
+from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def main() -> None:
             f"{row['decode_s_median']:.1f} s per cut"
         )
     machine = {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__}
-    setup = {"model": "cod-pixel-small", "images": IMAGES, "crop": SIZE, "target_bpp": TARGET_BPP}
+    setup = {"model": DEFAULT_EMBEDDED_MODEL, "images": IMAGES, "crop": SIZE, "target_bpp": TARGET_BPP}
     RESULTS.write_text(json.dumps({"machine": machine, "setup": setup, "results": rows}, indent=1) + "\n")
     print(f"wrote {RESULTS}")
 

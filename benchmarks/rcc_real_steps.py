@@ -30,6 +30,7 @@ from cod_diffc.backbones import load_backbone
 from cod_diffc.diffc import encode
 from cod_diffc.diffc.channel_pooled import PooledPFRSimulator
 from cod_diffc.diffc.codec import default_simulator
+from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def main():
         print(name, json.dumps(summary))
     report = {
         "setup": {
-            "model": "cod-pixel-small (embedded)",
+            "model": f"{DEFAULT_EMBEDDED_MODEL} (embedded)",
             "image_size": IMAGE_SIZE,
             "target_bpp": TARGET_BPP,
             "simulator": repr(default_simulator()),

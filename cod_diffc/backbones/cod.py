@@ -173,7 +173,7 @@ def load_cod_backbone(
     """
     Registry factory of the `cod` backbone: a saved [`~cod_diffc.CodPipeline`] directory (from `cod-diffc train` or
     `cod-diffc convert`), a hub id (only with `allow_download=True`, or when it is in the local cache), or the name
-    of an embedded model; the embedded `cod-pixel-small` when `model` is `None`.
+    of an embedded model; the default embedded model (`DEFAULT_EMBEDDED_MODEL`) when `model` is `None`.
     """
     from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL, resolve_embedded_model
     from cod_diffc.pipelines.pipeline_cod import CodPipeline

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, default=Path("cod_diffc_demo"), help="output directory")
     parser.add_argument("--image", type=Path, help="image to use instead of the shipped sample")
-    parser.add_argument("--model", help="CoD pipeline directory (default: the embedded cod-pixel-small)")
+    parser.add_argument("--model", help="CoD pipeline directory (default: the embedded model)")
     parser.add_argument(
         "--size", type=int_in_range(32), default=256, help="side of the square the image is resized to (default 256)"
     )

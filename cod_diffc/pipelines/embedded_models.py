@@ -1,4 +1,4 @@
-"""The CoD models that ship inside the package, loadable by name: `CodPipeline.from_pretrained("cod-pixel-small")`."""
+"""The CoD models that ship inside the package, loadable by name: `CodPipeline.from_pretrained("cod-latent-small")`."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
-EMBEDDED_MODELS: dict[str, Path] = {"cod-pixel-small": WEIGHTS_DIR / "cod-pixel-small"}
-"""Name -> saved `CodPipeline` folder inside the package (model card: docs/model_card_cod_pixel_small.md)."""
+EMBEDDED_MODELS: dict[str, Path] = {"cod-latent-small": WEIGHTS_DIR / "cod-latent-small"}
+"""Name -> saved `CodPipeline` folder inside the package (model card: docs/model_card_cod_latent_small.md)."""
 
-DEFAULT_EMBEDDED_MODEL = "cod-pixel-small"
+DEFAULT_EMBEDDED_MODEL = "cod-latent-small"
 """The model `cod-diffc compress --backbone cod` uses when `--model` is not given."""
 
 EMBEDDED_MODEL_FINGERPRINTS: dict[str, str] = {
-    "8432c163aded034c": "the embedded model cod-pixel-small (load it with --model cod-pixel-small)",
+    "80f05aeb9a5582b8": "the embedded model cod-latent-small (load it with --model cod-latent-small)",
+    "8432c163aded034c": (
+        "the embedded model cod-pixel-small of cod_diffc 0.1, which this version no longer ships: decode with "
+        "cod_diffc 0.1 (git revision 8247d2e or earlier), or with --model pointing at a saved copy of that model"
+    ),
 }
 """Fingerprint (hex, of the model loaded in float32, as `--backbone cod` does) -> what that model is and how to load
 it, for every model that ships inside the package or did in an earlier release: a stream made with one names it."""

@@ -98,9 +98,9 @@ class CodPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> CodPipeline:
         """
-        Loads a saved pipeline: a local folder, a hub id, or the name of a model that ships inside the package
-        (`"cod-pixel-small"`, see `cod_diffc.pipelines.embedded_models`). The embedded models are stored in float16
-        and load in float32 unless `dtype=` says otherwise. Other arguments are `DiffusionPipeline.from_pretrained`'s.
+        Loads a saved pipeline: a local folder, a hub id, or the name of a model that ships inside the package (see
+        `cod_diffc.pipelines.embedded_models`). The embedded models are stored in float16 and load in float32 unless
+        `dtype=` says otherwise. Other arguments are `DiffusionPipeline.from_pretrained`'s.
         """
         resolved = resolve_embedded_model(pretrained_model_name_or_path)
         if resolved in EMBEDDED_MODELS.values():

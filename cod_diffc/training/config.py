@@ -49,7 +49,7 @@ class ModelConfig:
             `stabilityai/sd-vae-ft-ema`); required for latent models, refused for pixel models.
         init_from: a training run directory or one of its `checkpoints/checkpoint-N` folders whose weights (model, EMA
             and training heads; not the optimiser) start this run: how stage 2 starts from stage 1. A saved
-            `CodPipeline` folder (an export, or the embedded `cod_diffc/weights/cod-pixel-small`) works too; it has no
+            `CodPipeline` folder (an export, or an embedded model's folder under `cod_diffc/weights/`) works too; it has no
             training heads, so list `reconstruction_head` in `init_partial`. An autoencoder run also starts from a
             saved `AutoencoderKL` folder (its export, in any dtype).
         init_partial: tensor-name prefixes that may be absent from `init_from` or from this model, or differ in

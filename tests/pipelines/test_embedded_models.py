@@ -25,7 +25,7 @@ from tiny_models import save_tiny_cod
 def test_the_default_model_ships_as_safetensors_within_30_mb_with_the_training_data_notice():
     folder = EMBEDDED_MODELS[DEFAULT_EMBEDDED_MODEL]
     weights = sorted(folder.rglob("*.safetensors"))
-    assert [path.parent.name for path in weights] == ["condition_codec", "transformer"]
+    assert [path.parent.name for path in weights] == ["condition_codec", "transformer", "vae"]
     assert sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) <= 30e6
     notice = (folder.parent / "NOTICE.md").read_text()
     assert "CC BY-SA 4.0" in notice and "Unsplash" in notice
@@ -48,8 +48,9 @@ def test_save_pretrained_writes_no_name_or_path(tmp_path):
 
 def test_from_pretrained_takes_the_embedded_name_and_computes_in_float32():
     pipeline = CodPipeline.from_pretrained(DEFAULT_EMBEDDED_MODEL)
-    assert pipeline.vae is None and pipeline.transformer.config.in_channels == 3
-    assert {parameter.dtype for parameter in pipeline.components["transformer"].parameters()} == {torch.float32}
+    assert pipeline.vae is not None and pipeline.transformer.config.in_channels == pipeline.vae.config.latent_channels
+    for component in ("transformer", "condition_codec", "vae"):
+        assert {parameter.dtype for parameter in pipeline.components[component].parameters()} == {torch.float32}
     half = CodPipeline.from_pretrained(DEFAULT_EMBEDDED_MODEL, dtype=torch.float16)
     assert half.condition_codec.dtype == torch.float16
 
