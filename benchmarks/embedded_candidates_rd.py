@@ -5,15 +5,17 @@
     OMP_NUM_THREADS=1 ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
         --mixed_precision no --dynamo_backend no benchmarks/embedded_candidates_rd.py --candidate ... --resume
 
-`cod-diffc evaluate` codes the 24 Kodak 256x256 centre crops (`benchmarks/kodak.py`) with DiffC on the shipped
-the default embedded model (label `shipped`) and on every candidate pipeline folder (`--candidate LABEL=PATH`), every target
-from the condition-only file to 0.5 bpp, decoded both ways (`flow`, `mean`), beside JPEG, WebP and AVIF, with the
-BD table against the shipped model and the crops of the first image.
+`cod-diffc evaluate` codes the 24 Kodak 256x256 centre crops (`benchmarks/kodak.py`) with DiffC on the shipped model
+(label `shipped`: the default embedded model, or `--shipped-model`, e.g. a checkout of an earlier one) and on every
+candidate pipeline folder (`--candidate LABEL=PATH`), every target from the condition-only file to 0.5 bpp, decoded
+both ways (`flow`, `mean`), beside JPEG, WebP and AVIF, with the BD table against the shipped model and the crops of
+the first image.
 
 With `--shipped-rows PER_IMAGE_CSV` the shipped model is not coded again (the pixel model took about 3.5 minutes a
-crop on the project's 2-core CPU): its per-image rows come from an earlier run of the same model and codec on the same
-crops (`results/kodak_embedded/per_image.csv` holds those of `cod-pixel-small`, the default until cod_diffc 0.2),
-the summary names the file, and the report's BD table is anchored on the first candidate instead. Then, into `results/embedded_candidates/`:
+crop on the project's 2-core CPU): its per-image rows come from an earlier run of the same model and codec on the
+same crops (`results/kodak_embedded/per_image.csv` holds those of `cod-pixel-small`, the default until cod_diffc
+0.2: pass `--shipped-model` its folder then), the summary names the file, and the report's BD table is anchored on
+the first candidate instead. Then, into `results/embedded_candidates/`:
 
 - `summary.json`: per model and decode, the mean PSNR at every target and its gain over the shipped model (the
   target: at least 1 dB at every rate from 0.015 to 0.5 bpp); for latent models the autoencoder's own
@@ -128,13 +130,16 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--skip-timing", action="store_true", help="leave out the 512x512 timing")
     parser.add_argument(
+        "--shipped-model", type=Path, help="pipeline folder of the shipped model (default: the embedded default)"
+    )
+    parser.add_argument(
         "--shipped-rows",
         type=Path,
         help="per_image.csv of an earlier kodak_embedded_rd.py run whose shipped-model rows to use instead of coding",
     )
     args = parser.parse_args()
 
-    models: dict[str, Path | None] = {SHIPPED: None, **dict(args.candidate)}
+    models: dict[str, Path | None] = {SHIPPED: args.shipped_model, **dict(args.candidate)}
     coded = {label: model for label, model in models.items() if not (label == SHIPPED and args.shipped_rows)}
     state = PartialState()
     all_crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
@@ -164,7 +169,7 @@ def main() -> None:
     low, high = GAIN_RATES
     models_summary = {}
     for label, model in models.items():
-        entry = {"model": f"{DEFAULT_EMBEDDED_MODEL} (embedded)" if model is None else str(model)}
+        entry = {"model": f"{DEFAULT_EMBEDDED_MODEL} (embedded)" if model is None else str(model), "label": label}
         for decode in ("", "-mean"):
             method = f"{label}{decode}"
             gains = {target: psnr[method][target] - psnr[f"{SHIPPED}{decode}"][target] for target in TARGET_BPP}

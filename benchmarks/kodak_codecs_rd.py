@@ -5,7 +5,7 @@
         --mixed_precision no --dynamo_backend no benchmarks/kodak_codecs_rd.py --resume   # both cores, by image
 
 `cod-diffc evaluate` codes the 24 Kodak centre crops (`benchmarks/kodak.py`) with Turbo-DDCM, and the first
-`--ddcm-images` of them (all by default) with DDCM, on the default embedded model, every target from the lowest each reaches
+`--ddcm-images` of them (all by default) with DDCM, on the embedded model, every target from the lowest each reaches
 to 0.5 bpp, each stream decoded both ways (`flow`, `mean`). DiffC's points are those of
 `benchmarks/kodak_embedded_rd.py` (`results/kodak_embedded/`, same crops, model and decodes), restated at the bytes
 of the current format: its stored streams are rewritten with `write_stream(read_stream(...))`, which changes their
@@ -145,6 +145,12 @@ def main() -> None:
         "--skip-timing", action="store_true", help="keep the 512x512 timing of the last run instead of timing again"
     )
     args = parser.parse_args()
+    diffc_model = json.loads((DIFFC_RESULTS / "summary.json").read_text()).get("model")
+    if diffc_model != f"{DEFAULT_EMBEDDED_MODEL} (embedded)":
+        raise SystemExit(
+            f"error: {DIFFC_RESULTS} holds DiffC's rows of {diffc_model}, not of the embedded "
+            f"{DEFAULT_EMBEDDED_MODEL}; run benchmarks/kodak_embedded_rd.py first"
+        )
 
     state = PartialState()
     crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
@@ -182,9 +188,8 @@ def main() -> None:
         for decode in ("", "-mean"):
             images = rows[method + decode]
             name = method + decode + ("" if len(images) == len(rows[CODECS["diffc"]]) else f" ({len(images)} crops)")
-            curves.append(
-                mean_results(name, images, TARGET_BPP, f"{codec_name} on {DEFAULT_EMBEDDED_MODEL}, {len(images)} crops")
-            )
+            description = f"{codec_name} on {DEFAULT_EMBEDDED_MODEL}, {len(images)} crops"
+            curves.append(mean_results(name, images, TARGET_BPP, description))
     plot_rd(curves, OUTPUT / "rd.png")
     (OUTPUT / "mean_curves.json").write_text(json.dumps(curves, indent=2) + "\n")
 

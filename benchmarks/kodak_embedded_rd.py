@@ -5,7 +5,7 @@
         --mixed_precision no --dynamo_backend no benchmarks/kodak_embedded_rd.py --resume   # both cores, by image
 
 The 24 Kodak images (`../shared/data/kodak/`) are centre-cropped to `--size` x `--size` (the same crops for every
-method), then `cod-diffc evaluate` codes them with DiffC on the default embedded model (one encode per image, every rate
+method), then `cod-diffc evaluate` codes them with DiffC on the embedded model (one encode per image, every rate
 from the condition-only file up to 0.5 bpp, decoded both ways: `flow` and `mean`) and with the classical codecs and
 their downscale-code-upscale `-down` variants (from 0.005 bpp), bpp from the bytes of the files written. DiffC's
 targets below its condition-only file get that file.

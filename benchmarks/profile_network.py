@@ -3,10 +3,10 @@
     python benchmarks/profile_network.py [--sizes 256 512]
 
 The codec's own split (network, reverse channel coder, rANS, I/O) is `benchmarks/codec_time.py`; the network is the
-largest part, and this script opens it: one guided velocity (conditional and unconditional pass, as inside CoD's
-guidance window) on a Kodak centre crop, timed per top-level submodule of the transformer with forward hooks
-(median of 3 evaluations), and per operator with `torch.profiler` (one evaluation). Writes
-`results/network_profile.json`.
+largest part, and this script opens it: one velocity at the model's default guidance (a conditional and an
+unconditional pass inside CoD's guidance window when that scale is above 1) on a Kodak centre crop, timed per
+top-level submodule of the transformer with forward hooks (median of 3 evaluations), and per operator with
+`torch.profiler` (one evaluation). Writes `results/network_profile.json`.
 """
 
 import argparse
@@ -33,7 +33,7 @@ TOP_OPERATORS = 12
 def module_seconds(
     adapter, latent: torch.Tensor, sigma: torch.Tensor, condition: Condition, guidance: float
 ) -> dict[str, float]:
-    """Seconds per top-level transformer submodule (blocks grouped as backbone / head) over one guided evaluation."""
+    """Seconds per top-level transformer submodule (blocks grouped as backbone / head) over one evaluation."""
     transformer = adapter.pipeline.transformer
     num_backbone = transformer.config.num_layers
     seconds: dict[str, float] = defaultdict(float)
@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     adapter = load_backbone("cod")
     guidance = adapter.default_guidance_scale
-    sigma = torch.tensor(0.5)  # inside the guidance window: two passes
+    sigma = torch.tensor(0.5)  # inside the guidance window: two passes when the model guides
     rows = []
     with torch.no_grad():
         for size in args.sizes:
@@ -109,7 +109,8 @@ def main() -> None:
                 print(f"    {operator['op']:<50}{operator['share']:7.1%}")
     output = ROOT / "results" / "network_profile.json"
     machine = {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__}
-    output.write_text(json.dumps({"model": DEFAULT_EMBEDDED_MODEL, "machine": machine, "results": rows}, indent=1) + "\n")
+    summary = {"model": DEFAULT_EMBEDDED_MODEL, "machine": machine, "results": rows}
+    output.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {output}")
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/rcc_operating_point.py
 
-Codes a few Kodak centre crops (256 x 256) with DiffC on the default embedded model at several rates, once per coder setting
+Codes a few Kodak centre crops (256 x 256) with DiffC on the embedded model at several rates, once per coder setting
 (the pooled coder at 2^13, 2^15 and 2^17 candidates per chunk), decompresses every cut, and compares the settings by
 BD-rate / BD-PSNR of the mean curves against the default (pooled, 15) together with their encode and decode times.
 Writes `results/rcc_operating_point.json`.

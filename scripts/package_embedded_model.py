@@ -1,9 +1,11 @@
 """Packages a trained CoD pipeline as an embedded model: float16 safetensors in `cod_diffc/weights/NAME`.
 
-    cod-diffc train --config configs/train/embedded_pixel_small.yaml --resume run.max_steps=N   # exports the EMA
-    python scripts/package_embedded_model.py runs/embedded_small_pixel/pipeline --name cod-pixel-small
+    cod-diffc train --config configs/train/embedded_latent_small.yaml --resume run.max_steps=N  # exports the EMA
+    python scripts/package_embedded_model.py runs/embedded_latent_small_continued/pipeline \
+        --vae runs/embedded_vae_decoder/vae --guidance-scale 1.0 --name cod-latent-small
 
-A latent model may take its autoencoder from another export (`--vae`: one with the same encoder, such as the
+A latent model may take its autoencoder from another export (`--vae`: one with the same encoder, checked tensor by
+tensor in float16, such as the
 decoder-only continuation `configs/train/embedded_vae_decoder.yaml`), and any model a new default guidance scale
 (`--guidance-scale`, measured by `benchmarks/guidance_ab.py`); `--output DIR` writes the package elsewhere, to
 measure it before it ships. The package data is capped (30 MB for the default model); a larger result is reported
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from cod_diffc.pipelines.embedded_models import WEIGHTS_DIR
+from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL, WEIGHTS_DIR
 from cod_diffc.pipelines.pipeline_cod import CodPipeline
 from cod_diffc.training.export import save_atomically
 
@@ -32,7 +34,7 @@ def folder_megabytes(folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pipeline", type=Path, help="saved CodPipeline folder (a training run's `pipeline/`)")
-    parser.add_argument("--name", default="cod-pixel-small", help="folder name under cod_diffc/weights/")
+    parser.add_argument("--name", default=DEFAULT_EMBEDDED_MODEL, help="folder name under cod_diffc/weights/")
     parser.add_argument("--vae", type=Path, help="AutoencoderKL folder to replace a latent pipeline's `vae`")
     parser.add_argument("--guidance-scale", type=float, help="new default guidance scale of the pipeline")
     parser.add_argument("--output", type=Path, help="write the package to OUTPUT/NAME instead of cod_diffc/weights")
@@ -44,12 +46,12 @@ def main() -> None:
         if pipeline.vae is None:
             raise SystemExit(f"error: {args.pipeline} is a pixel-space pipeline; --vae applies to latent ones")
         vae = AutoencoderKL.from_pretrained(args.vae, local_files_only=True, torch_dtype=torch.float16)
-        expected = pipeline.vae.config.scaling_factor
-        if abs(vae.config.scaling_factor - expected) > 1e-3 * expected:  # the same encoder, up to rounding
-            raise SystemExit(
-                f"error: {args.vae} has scaling_factor {vae.config.scaling_factor}, the pipeline's autoencoder "
-                f"{expected}: not the encoder the model was trained on"
-            )
+        trained_on = pipeline.vae.state_dict()
+        for name, value in vae.state_dict().items():
+            if name.startswith(("encoder.", "quant_conv.")) and not torch.equal(value, trained_on[name]):
+                raise SystemExit(
+                    f"error: {args.vae} has another encoder ({name} differs) than the one the model was trained on"
+                )
         pipeline.register_modules(vae=vae)
     if args.guidance_scale is not None:
         pipeline.register_to_config(default_guidance_scale=args.guidance_scale)

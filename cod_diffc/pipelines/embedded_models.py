@@ -14,10 +14,10 @@ DEFAULT_EMBEDDED_MODEL = "cod-latent-small"
 """The model `cod-diffc compress --backbone cod` uses when `--model` is not given."""
 
 EMBEDDED_MODEL_FINGERPRINTS: dict[str, str] = {
-    "80f05aeb9a5582b8": "the embedded model cod-latent-small (load it with --model cod-latent-small)",
+    "80f05aeb9a5582b8": "the embedded model cod-latent-small (load it with --model cod-latent-small, in float32)",
     "8432c163aded034c": (
         "the embedded model cod-pixel-small of cod_diffc 0.1, which this version no longer ships: decode with "
-        "cod_diffc 0.1 (git revision 8247d2e or earlier), or with --model pointing at a saved copy of that model"
+        "cod_diffc 0.1 (git revisions 160cca2 to 8247d2e), or with --model pointing at a saved copy of that model"
     ),
 }
 """Fingerprint (hex, of the model loaded in float32, as `--backbone cod` does) -> what that model is and how to load

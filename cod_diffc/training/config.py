@@ -49,9 +49,9 @@ class ModelConfig:
             `stabilityai/sd-vae-ft-ema`); required for latent models, refused for pixel models.
         init_from: a training run directory or one of its `checkpoints/checkpoint-N` folders whose weights (model, EMA
             and training heads; not the optimiser) start this run: how stage 2 starts from stage 1. A saved
-            `CodPipeline` folder (an export, or an embedded model's folder under `cod_diffc/weights/`) works too; it has no
-            training heads, so list `reconstruction_head` in `init_partial`. An autoencoder run also starts from a
-            saved `AutoencoderKL` folder (its export, in any dtype).
+            `CodPipeline` folder (an export, or an embedded model's folder under `cod_diffc/weights/`) works too; it
+            has no training heads, so list `reconstruction_head` in `init_partial`. An autoencoder run also starts
+            from a saved `AutoencoderKL` folder (its export, in any dtype).
         init_partial: tensor-name prefixes that may be absent from `init_from` or from this model, or differ in
             shape (for instance the x2 up-sampler that `up2x` adds to the codec decoder, or the patch embedding and
             head of a latent model started from a pixel one); those tensors start fresh, any other difference is an

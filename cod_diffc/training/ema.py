@@ -45,6 +45,14 @@ class ExponentialMovingAverage:
         current = [self.parameters[name].detach().float() for name in self.shadow]
         torch._foreach_lerp_(shadows, current, 1.0 - self.decay_at(update))
 
+    @torch.no_grad()
+    def copy_to_frozen_parameters(self) -> None:
+        """Sets every parameter that is not trained (`requires_grad` off) to its shadow, so that the model trains
+        around the values the average holds, and exports."""
+        for name, parameter in self.parameters.items():
+            if not parameter.requires_grad:
+                parameter.copy_(self.shadow[name])
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The full shadow tensors (float32, on their device); a collective call when they are sharded."""
         return {

@@ -183,6 +183,8 @@ class Trainer(ABC):
         self.ema = ExponentialMovingAverage(self.ema_module(), config.run.ema_decay, config.run.ema_warmup)
         if init_ema_state is not None:
             self.ema.load_state_dict(init_ema_state, strict=False)
+        if config.model.freeze:  # frozen tensors take the average's values, which the export holds
+            self.ema.copy_to_frozen_parameters()
         self._validation_images: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------------ the model

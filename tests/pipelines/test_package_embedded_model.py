@@ -44,8 +44,9 @@ def test_a_latent_pipeline_takes_a_retrained_decoder_and_a_new_guidance_scale(tm
 def test_an_autoencoder_with_another_encoder_is_refused_and_nothing_written(tmp_path):
     trained = save_tiny_cod(tmp_path / "trained", seed=0, name="cod-latent-tiny")
     vae = AutoencoderKL.from_pretrained(trained / "vae")
-    vae.register_to_config(scaling_factor=2 * vae.config.scaling_factor)
+    with torch.no_grad():
+        vae.encoder.conv_in.weight.add_(0.01)
     vae.save_pretrained(tmp_path / "other")
     result = package(trained, "--vae", tmp_path / "other", "--output", tmp_path / "out", "--name", "cod-test")
-    assert result.returncode != 0 and "not the encoder the model was trained on" in result.stderr
+    assert result.returncode != 0 and "has another encoder (encoder.conv_in.weight differs)" in result.stderr
     assert not (tmp_path / "out").exists()

@@ -92,6 +92,23 @@ def test_a_frozen_encoder_keeps_the_latent_space_while_the_decoder_trains(make_c
     )
 
 
+def test_a_frozen_encoder_started_from_a_run_keeps_the_average_of_that_run(make_config, tmp_path):
+    """A run folder's model and average differ; the frozen part follows the average, which is what exports."""
+    AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=3", "run.ema_decay=0.5", output="first")).train()
+    first_average = AutoencoderKL.from_pretrained(tmp_path / "first" / "vae").state_dict()
+    second = AutoencoderTrainer(
+        make_config(
+            *AUTOENCODER, f"model.init_from={tmp_path / 'first'}", 'model.freeze=["vae.encoder."]', "run.max_steps=2",
+            output="second",
+        )
+    )
+    second.train()
+    for name, value in first_average.items():
+        if name.startswith("encoder."):
+            torch.testing.assert_close(second.training_model.vae.state_dict()[name], value, rtol=0, atol=0, msg=name)
+            torch.testing.assert_close(second.ema.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
 def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_cod_trains_on(make_config, tmp_path):
     trainer = AutoencoderTrainer(make_config(*AUTOENCODER, "run.max_steps=4", "validation.every=2"))
     vae_dir = trainer.train()

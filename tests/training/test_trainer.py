@@ -42,6 +42,19 @@ def test_a_few_steps_lower_the_loss(make_config):
     assert after < 0.8 * before
 
 
+def test_a_frozen_condition_codec_stays_as_it_was_while_the_transformer_trains(make_config):
+    trainer = CodTrainer(
+        make_config('model.freeze=["condition_codec."]', "loss.codec_reconstruction=0", "run.max_steps=2")
+    )
+    before = {name: value.clone() for name, value in trainer.training_model.state_dict().items()}
+    trainer.train()
+    after = trainer.training_model.state_dict()
+    for name, value in before.items():
+        if name.startswith("condition_codec."):
+            torch.testing.assert_close(after[name], value, rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(after[name], before[name]) for name in before if name.startswith("transformer."))
+
+
 def test_resuming_gives_the_parameters_of_an_uninterrupted_run(make_config, tmp_path):
     common = ("optim.gradient_accumulation_steps=2", "run.checkpoint_every=3", "run.max_steps=7")
     CodTrainer(make_config(*common, output="straight")).train()
@@ -209,7 +222,7 @@ def test_a_run_starts_from_a_saved_pipeline_such_as_the_embedded_model(make_conf
 
 
 def test_a_latent_model_starts_from_a_pixel_models_codec_and_backbone(make_config, tmp_path):
-    """The embedded latent candidate's warm start: tensors of another shape or absent start fresh when listed."""
+    """The embedded latent model's warm start: tensors of another shape or absent start fresh when listed."""
     pixel = CodTrainer(make_config("run.max_steps=1", output="pixel")).train()
     vae_dir = tmp_path / "vae"
     AutoencoderKL(**get_named_config("cod-latent-tiny").vae).save_pretrained(vae_dir)
