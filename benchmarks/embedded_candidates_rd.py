@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import PartialState
 from kodak import first_crops, kodak_centre_crop, write_kodak_centre_crops
-from kodak_embedded_rd import per_image_rows
+from kodak_embedded_rd import mean_at_target, per_image_rows
 from round_trip_timing import time_round_trip
 
 from cod_diffc.cli import main as cod_diffc_main
@@ -77,15 +76,7 @@ def earlier_shipped_rows(per_image_csv: Path, images: set[str]) -> dict[str, dic
 
 def mean_psnr_by_target(rows: dict[str, list[dict]]) -> dict[float, float]:
     """The mean over the images of the PSNR at each target rate."""
-    return {
-        target: statistics.mean(
-            float(row["psnr-rgb"])
-            for image_rows in rows.values()
-            for row in image_rows
-            if float(row["target_bpp"]) == target
-        )
-        for target in TARGET_BPP
-    }
+    return {target: mean_at_target(rows, "psnr-rgb", target) for target in TARGET_BPP}
 
 
 @torch.no_grad()

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 from kodak import first_crops, write_kodak_centre_crops
-from kodak_embedded_rd import per_image_rows
+from kodak_embedded_rd import mean_at_target, per_image_rows
 
 from cod_diffc.cli import main as cod_diffc_main
 
@@ -31,15 +30,8 @@ LABEL = "model"
 
 def mean_by_target(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     """Mean bpp, PSNR and coding times at each target of one method's per-image rows."""
-    by_target: dict[str, list[dict]] = {}
-    for image_rows in rows.values():
-        for row in image_rows:
-            by_target.setdefault(row["target_bpp"], []).append(row)
     keys = ("bpp", "psnr-rgb", "encoding_time", "decoding_time")
-    return {
-        target: {key: statistics.mean(float(row[key]) for row in target_rows) for key in keys}
-        for target, target_rows in sorted(by_target.items(), key=lambda item: float(item[0]))
-    }
+    return {f"{target:g}": {key: mean_at_target(rows, key, target) for key in keys} for target in TARGET_BPP}
 
 
 def main() -> None:
@@ -51,9 +43,9 @@ def main() -> None:
     args = parser.parse_args()
 
     crops = first_crops(write_kodak_centre_crops(256, ROOT / "runs" / "kodak_centre_256"), args.images)
+    model = Path(args.model).resolve()
     results = {}
     for scale in args.scales:
-        model = Path(args.model).resolve()
         sweep = SWEEPS / f"{model.parent.name}_{model.name}-{args.images}-g{scale:g}"
         status = cod_diffc_main(
             ["evaluate", str(crops), "-o", str(sweep), "--bpp", *map(str, TARGET_BPP)]

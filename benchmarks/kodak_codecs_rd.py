@@ -29,7 +29,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 from kodak import first_crops, kodak_centre_crop, write_kodak_centre_crops
-from kodak_embedded_rd import per_image_rows
+from kodak_embedded_rd import mean_at_target, per_image_rows
 from round_trip_timing import time_round_trip
 
 from cod_diffc.cli import main as cod_diffc_main
@@ -107,18 +107,7 @@ def mean_results(name: str, rows: dict[str, list[dict]], targets: list[float], d
     return {
         "name": name,
         "description": description,
-        "results": {
-            key: [
-                statistics.mean(
-                    float(row[key])
-                    for image_rows in rows.values()
-                    for row in image_rows
-                    if float(row["target_bpp"]) == target
-                )
-                for target in targets
-            ]
-            for key in keys
-        },
+        "results": {key: [mean_at_target(rows, key, target) for target in targets] for key in keys},
     }
 
 

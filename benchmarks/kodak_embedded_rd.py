@@ -63,6 +63,13 @@ def per_image_rows(per_image_csv: Path) -> dict[str, dict[str, list[dict]]]:
     }
 
 
+def mean_at_target(rows: dict[str, list[dict]], key: str, target: float) -> float:
+    """The mean over the images (`rows`: one method's, by image) of column `key` in their rows for `target` bpp."""
+    return statistics.mean(
+        float(row[key]) for image_rows in rows.values() for row in image_rows if float(row["target_bpp"]) == target
+    )
+
+
 def condition_only_results(rows: dict[str, list[dict]]) -> dict:
     """CompressAI-style results of the stop-step-0 cuts of DiffC (`rows`: its per-image rows): the CoD condition."""
     cuts = [next(row for row in image_rows if row["setting"] == "stop_step=0") for image_rows in rows.values()]
