@@ -13,9 +13,9 @@ the first image.
 
 With `--shipped-rows PER_IMAGE_CSV` the shipped model is not coded again (the pixel model took about 3.5 minutes a
 crop on the project's 2-core CPU): its per-image rows come from an earlier run of the same model and codec on the
-same crops (`results/kodak_embedded/per_image.csv` holds those of `cod-pixel-small`, the default until cod_diffc
+same crops (`results/kodak_embedded_cod_pixel_small/per_image.csv` holds those of `cod-pixel-small`, the default until cod_diffc
 0.2: pass `--shipped-model` its folder then), the summary names the file, and the report's BD table is anchored on
-the first candidate instead. Then, into `results/embedded_candidates/`:
+the first candidate instead. Then, into `results/embedded_candidates/` (or `-o`):
 
 - `summary.json`: per model and decode, the mean PSNR at every target and its gain over the shipped model (the
   target: at least 1 dB at every rate from 0.015 to 0.5 bpp); for latent models the autoencoder's own
@@ -30,8 +30,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from accelerate import PartialState
+from autoencoder_ceiling import round_trip_psnr
 from kodak import first_crops, kodak_centre_crop, write_kodak_centre_crops
 from kodak_embedded_rd import mean_at_target, per_image_rows
 from round_trip_timing import time_round_trip
@@ -79,22 +79,12 @@ def mean_psnr_by_target(rows: dict[str, list[dict]]) -> dict[float, float]:
     return {target: mean_at_target(rows, "psnr-rgb", target) for target in TARGET_BPP}
 
 
-@torch.no_grad()
 def autoencoder_psnr(model: Path, crops: Path) -> float | None:
     """Mean PSNR of the pipeline's VAE round trip (posterior mean) on the crops; `None` for a pixel model."""
     from cod_diffc import CodPipeline
-    from cod_diffc.evaluation.metrics import psnr, to_uint8
-    from cod_diffc.image_files import load_image
 
     vae = CodPipeline.from_pretrained(model).vae
-    if vae is None:
-        return None
-    scores = []
-    for path in sorted(crops.glob("*.png")):
-        image = load_image(path)  # (1, 3, H, W) in [0, 1]
-        decoded = vae.decode(vae.encode(2 * image - 1).latent_dist.mean).sample  # (1, 3, H, W) in [-1, 1]
-        scores.append(psnr(to_uint8(image), to_uint8((decoded + 1) / 2)))
-    return float(np.mean(scores))
+    return None if vae is None else float(np.mean(list(round_trip_psnr(vae, crops).values())))
 
 
 def time_one_image(models: dict[str, Path | None], size: int) -> dict[str, dict[str, float]]:
@@ -120,6 +110,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=24, help="code the first N crops only (a quick look)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--skip-timing", action="store_true", help="leave out the 512x512 timing")
+    parser.add_argument("-o", "--output", type=Path, default=OUTPUT, help=f"results folder (default {OUTPUT})")
     parser.add_argument(
         "--shipped-model", type=Path, help="pipeline folder of the shipped model (default: the embedded default)"
     )
@@ -132,7 +123,9 @@ def main() -> None:
 
     models: dict[str, Path | None] = {SHIPPED: args.shipped_model, **dict(args.candidate)}
     coded = {label: model for label, model in models.items() if not (label == SHIPPED and args.shipped_rows)}
-    state = PartialState()
+    # The first PartialState fixes the process group: `cpu=True` as `cod-diffc evaluate` makes it for its default
+    # `--device cpu`, or under `accelerate launch` on the CPU every process would code every image.
+    state = PartialState(cpu=True)
     all_crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
     with state.main_process_first():
         crops = first_crops(all_crops, args.images)
@@ -140,7 +133,7 @@ def main() -> None:
     for label, model in coded.items():
         backbones += ["--backbone", "cod", *([] if model is None else ["--model", str(model)]), "--label", label]
     status = cod_diffc_main(
-        ["evaluate", str(crops), "-o", str(OUTPUT), "--bpp", *map(str, TARGET_BPP), *backbones]
+        ["evaluate", str(crops), "-o", str(args.output), "--bpp", *map(str, TARGET_BPP), *backbones]
         + ["--decode", "flow", "mean", "--baseline", *BASELINES, "--anchor", next(iter(coded))]
         + ["--crop-bpp", "0.03", *(["--resume"] if args.resume else [])]
     )
@@ -149,7 +142,7 @@ def main() -> None:
     if not state.is_main_process:  # under `accelerate launch`, the main process writes the summary
         return
 
-    rows = per_image_rows(OUTPUT / "per_image.csv")
+    rows = per_image_rows(args.output / "per_image.csv")
     if args.shipped_rows:
         rows.update(earlier_shipped_rows(args.shipped_rows, {path.stem for path in crops.glob("*.png")}))
     psnr = {
@@ -179,7 +172,7 @@ def main() -> None:
     }
     if not args.skip_timing:
         summary[f"one_512x512_image_at_{TIMING_BPP}_bpp"] = time_one_image(models, 512)
-    (OUTPUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
 

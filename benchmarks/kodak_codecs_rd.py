@@ -141,7 +141,9 @@ def main() -> None:
             f"{DEFAULT_EMBEDDED_MODEL}; run benchmarks/kodak_embedded_rd.py first"
         )
 
-    state = PartialState()
+    # The first PartialState fixes the process group: `cpu=True` as `cod-diffc evaluate` makes it for its default
+    # `--device cpu`, or under `accelerate launch` on the CPU every process would code every image.
+    state = PartialState(cpu=True)
     crops = write_kodak_centre_crops(args.size, ROOT / "runs" / f"kodak_centre_{args.size}")
     with state.main_process_first():
         ddcm_crops = first_crops(crops, args.ddcm_images)
