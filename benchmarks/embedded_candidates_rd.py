@@ -13,9 +13,9 @@ the first image.
 
 With `--shipped-rows PER_IMAGE_CSV` the shipped model is not coded again (the pixel model took about 3.5 minutes a
 crop on the project's 2-core CPU): its per-image rows come from an earlier run of the same model and codec on the
-same crops (`results/kodak_embedded_cod_pixel_small/per_image.csv` holds those of `cod-pixel-small`, the default until cod_diffc
-0.2: pass `--shipped-model` its folder then), the summary names the file, and the report's BD table is anchored on
-the first candidate instead. Then, into `results/embedded_candidates/` (or `-o`):
+same crops (`results/kodak_embedded_cod_pixel_small/per_image.csv` holds those of `cod-pixel-small`, the default
+until cod_diffc 0.2: pass `--shipped-model` its folder then), the summary names the file, and the report's BD table
+is anchored on the first candidate instead. Then, into `results/embedded_candidates/` (or `-o`):
 
 - `summary.json`: per model and decode, the mean PSNR at every target and its gain over the shipped model (the
   target: at least 1 dB at every rate from 0.015 to 0.5 bpp); for latent models the autoencoder's own
