@@ -7,8 +7,8 @@
 A latent model may take its autoencoder from another export (`--vae`: one with the same encoder, checked tensor by
 tensor in float16, such as the decoder-only continuation `configs/train/embedded_vae_decoder.yaml`), and any model a
 new default guidance scale (`--guidance-scale`, measured by `benchmarks/guidance_ab.py`); `--output DIR` writes the
-package elsewhere, to measure it before it ships. The package data is capped (30 MB for the default model); a larger result is reported
-and nothing is written.
+package elsewhere, to measure it before it ships. The package data is capped (30 MB for the default model); a larger
+result is reported and nothing is written.
 """
 
 from __future__ import annotations

@@ -59,9 +59,9 @@ class CodBackbone(FlowMatchingAdapterMixin):
     def working_memory_bytes(self, height: int, width: int) -> int:
         """Activations of one transformer pass (the per-pixel neural-field head, or the VAE decoder of a latent model,
         and attention over the 16 x 16-pixel tokens if it is materialised) and of the condition codec. Calibrated on
-        the pixel model cod-pixel-small (head width 32): 0.09 / 0.29 / 0.98 GiB of peak resident memory above the loaded model
-        measured once (not in results/) for one guided pass at 256 / 512 / 1024 px squared, against 0.13 / 0.51 / 2.1 GiB estimated (on the
-        safe side; a 4032 x 3024 photo: 40 GiB)."""
+        the pixel model cod-pixel-small (head width 32): 0.09 / 0.29 / 0.98 GiB of peak resident memory above the
+        loaded model measured once (not in results/) for one guided pass at 256 / 512 / 1024 px squared, against 0.13 /
+        0.51 / 2.1 GiB estimated (on the safe side; a 4032 x 3024 photo: 40 GiB)."""
         pixels = height * width
         transformer = self.pipeline.transformer.config
         tokens = pixels // 256
