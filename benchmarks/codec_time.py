@@ -111,12 +111,19 @@ def time_codec(adapter, image: torch.Tensor, target_bpp: list[float], image_path
         network_decode_s, clocks["network"].seconds = clocks["network"].seconds, 0.0
         start = clock(adapter.device)
         latent = denoise(
-            decoded.latent, decoded.t, adapter, decoded.condition, decoded.stream.denoise_guidance_scale, progress=False
+            decoded.latent,
+            decoded.t,
+            adapter,
+            decoded.condition,
+            decoded.stream.denoise_guidance_scale,
+            progress=False,
         )
         reconstruction = adapter.decode_latent(latent)
         denoise_s = clock(adapter.device) - start
         start = clock(adapter.device)
-        mean = adapter.decode_latent(denoise(decoded.latent, decoded.t, adapter, decoded.condition, 1.0, 1, progress=False))
+        mean = adapter.decode_latent(
+            denoise(decoded.latent, decoded.t, adapter, decoded.condition, 1.0, 1, progress=False)
+        )
         mean_s = clock(adapter.device) - start
     finally:
         for call_clock in clocks.values():

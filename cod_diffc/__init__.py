@@ -6,10 +6,24 @@ for importing diffusers.
 
 import importlib
 import importlib.metadata
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-__version__ = importlib.metadata.version("cod_diffc")  # one source of truth: pyproject.toml
+def _version() -> str:
+    """The installed version; in a plain copy of the source tree (`PYTHONPATH=.`, no install), pyproject.toml's."""
+    try:
+        return importlib.metadata.version("cod_diffc")  # one source of truth: pyproject.toml
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = (
+            re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.MULTILINE) if pyproject.is_file() else None
+        )
+        return f"{found.group(1)}+source" if found else "0+unknown"
+
+
+__version__ = _version()
 
 _EXPORTS = {
     "CodConditionCodec": "cod_diffc.models",

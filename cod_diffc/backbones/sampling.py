@@ -73,7 +73,7 @@ def model_reverse_step(
         `(step, x0_hat, p_mean)`: the [`ReverseStep`], the model's `(1, C, h, w)` float32 `x0_hat` at `z_t`, and
         the mean `z_coefficient * z_t + x0_coefficient * x0_hat` of `p(z_s | z_t)`.
     """
-    alpha, sigma = (c.tolist() for c in adapter.alpha_sigma(torch.tensor([t, s], dtype=torch.float64)))
+    alpha, sigma = (c.numpy().tolist() for c in adapter.alpha_sigma(torch.tensor([t, s], dtype=torch.float64)))
     step = ReverseStep.between(alpha[0], sigma[0], alpha[1], sigma[1])
     x0_hat, _ = adapter.predict_x0_and_epsilon(latent, time_tensor(t, adapter), condition, guidance_scale)
     x0_hat = x0_hat.to(torch.float32)

@@ -15,6 +15,7 @@ prediction with the empty prompt's; without a prompt the two coincide and the gu
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -22,15 +23,19 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
-from transformers import CLIPTextModel, CLIPTokenizer
 
 from cod_diffc.models.vae_geometry import vae_downsampling
+from cod_diffc.optional_dependencies import require
 
 from .adapter import Condition, fingerprint_state_dict
 from .discrete_vp import DiscreteVPAdapterMixin
 from .fingerprint_cache import cached_fingerprint
 from .prompt import check_prompt, pack_prompt, unpack_prompt
 from .resources import vae_decode_bytes_per_pixel
+
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -131,8 +136,8 @@ class StableDiffusionAdapter(DiscreteVPAdapterMixin):
         self,
         unet: UNet2DConditionModel,
         vae: AutoencoderKL,
-        text_encoder: CLIPTextModel,
-        tokenizer: CLIPTokenizer,
+        text_encoder: "CLIPTextModel",
+        tokenizer: "CLIPTokenizer",
         scheduler: SchedulerMixin,
         prompt: str = "",
     ):
@@ -187,7 +192,9 @@ class StableDiffusionAdapter(DiscreteVPAdapterMixin):
                 `tokenizer/`, `scheduler/`), or a hub id such as `"stabilityai/stable-diffusion-2-1"`.
             device (`torch.device` or `str`, defaults to `"cpu"`): Where the networks run.
             dtype (`torch.dtype`, *optional*):
-                Compute dtype of the UNet and text encoder; defaults to float16 on CUDA and float32 elsewhere.
+                Compute dtype of the UNet and text encoder; defaults to float32 on every device, as on the command
+                line (the dtype is part of the model's fingerprint: a stream decodes only in the dtype it was made
+                in, so pass `torch.float16` on both sides for speed on a GPU).
             prompt (`str`, defaults to `""`): The encoder's text prompt.
             cache_dir (`str` or `os.PathLike`, *optional*):
                 The Hugging Face cache to look hub ids up in; defaults to the user's (`HF_HUB_CACHE`).
@@ -199,18 +206,18 @@ class StableDiffusionAdapter(DiscreteVPAdapterMixin):
             `ValueError`: If the directory is not a Stable Diffusion pipeline, or the model is of a kind the adapter
                 does not run (SDXL, inpainting, an unsupported prediction type).
         """
+        transformers = require("transformers", "the sd backbone (Stable Diffusion's text encoder)")
         device = torch.device(device)
-        if dtype is None:
-            dtype = torch.float16 if device.type == "cuda" else torch.float32
+        dtype = torch.float32 if dtype is None else dtype
         location, is_local, folder = _locate_pipeline(model, cache_dir, allow_download)
         hub_options = {"cache_dir": cache_dir, "local_files_only": not allow_download}
         try:
             unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", dtype=dtype, **hub_options)
             vae = AutoencoderKL.from_pretrained(location, subfolder="vae", dtype=torch.float32, **hub_options)
-            text_encoder = CLIPTextModel.from_pretrained(
+            text_encoder = transformers.CLIPTextModel.from_pretrained(
                 location, subfolder="text_encoder", dtype=dtype, **hub_options
             )
-            tokenizer = CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **hub_options)
+            tokenizer = transformers.CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **hub_options)
             # DDPMScheduler builds alphas_cumprod from any SD scheduler config (PNDM, DDIM, Euler, ...).
             scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler", **hub_options)
         except OSError as error:

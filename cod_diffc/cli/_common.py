@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from cod_diffc.codecs.devices import check_codec_device
+
 
 if TYPE_CHECKING:
     from cod_diffc.diffc.channel import ChannelSimulator
@@ -38,15 +40,17 @@ def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
 
 
 def device_name(text: str) -> str:
-    """An argparse `type` for `--device`: a torch device string that this machine can use."""
+    """An argparse `type` for `--device`: a device the codecs run on (CPU or CUDA) that this machine has."""
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    try:
+        check_codec_device(device)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
     return text
 
 

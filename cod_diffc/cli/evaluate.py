@@ -179,18 +179,18 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim_scales, to_uint8
-    from cod_diffc.evaluation.report import crop_figure, plot_rd, write_report
+    from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim_scales
+    from cod_diffc.evaluation.report import plot_rd, write_report
     from cod_diffc.evaluation.sweep import (
         compressai_results,
         evaluate_images,
         list_images,
         load_records,
         rate_label,
-        reconstruction_path,
         write_per_image_csv,
     )
-    from cod_diffc.image_files import atomic_write, load_image
+    from cod_diffc.image_files import atomic_write
+    from cod_diffc.optional_dependencies import is_available
 
     if any(not target > 0 for target in args.bpp):
         raise ValueError("--bpp targets must be > 0")
@@ -238,25 +238,21 @@ def run(args: argparse.Namespace) -> int:
     if ms_ssim_scales(smallest, smallest) < 5:
         notes.append(f"MS-SSIM: images of 160 px or less use fewer than 5 scales (smallest side here {smallest} px)")
 
-    original = to_uint8(load_image(next(path for path in images if path.stem == crop_image)))
-    index = target_bpps.index(crop_bpp)
-    reconstructions = {}
-    for name in method_names:
-        point = next(record for record in records[name] if record["image"] == crop_image)["points"][index]
-        reconstructions[name] = (
-            to_uint8(load_image(reconstruction_path(args.output, name, crop_image, crop_bpp))),
-            f"{point['bpp']:.4f} bpp, {point['psnr-rgb']:.2f} dB",
-        )
-    crops_name = f"crops_{crop_image}_{rate_label(crop_bpp)}.png"
-    crop_figure(original, reconstructions, args.output / crops_name)
-    plot_rd(results, args.output / "rd.png")
+    crops_name = plot_name = None
+    if is_available("matplotlib"):
+        crops_name = f"crops_{crop_image}_{rate_label(crop_bpp)}.png"
+        _write_crops(args.output, images, crop_image, crop_bpp, target_bpps.index(crop_bpp), method_names, records)
+        plot_name = "rd.png"
+        plot_rd(results, args.output / plot_name)
+    else:
+        notes.append('no RD plot or crops: matplotlib is not installed (pip install "cod-diffc[plots]")')
     write_report(
         args.output / "report.md",
         results,
         args.anchor or method_names[0],
         notes,
         num_images=len(images),
-        plot_name="rd.png",
+        plot_name=plot_name,
         crops_name=crops_name,
         crop_caption=f"of {crop_image} at target {crop_bpp:g} bpp",
     )
@@ -264,3 +260,29 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     return 0
+
+
+def _write_crops(
+    output: Path,
+    images: list[Path],
+    crop_image: str,
+    crop_bpp: float,
+    index: int,
+    method_names: list[str],
+    records: dict[str, list[dict]],
+) -> None:
+    """The crops figure of `crop_image` at target `crop_bpp` (`index` in the targets), every method side by side."""
+    from cod_diffc.evaluation.metrics import to_uint8
+    from cod_diffc.evaluation.report import crop_figure
+    from cod_diffc.evaluation.sweep import rate_label, reconstruction_path
+    from cod_diffc.image_files import load_image
+
+    original = to_uint8(load_image(next(path for path in images if path.stem == crop_image)))
+    reconstructions = {}
+    for name in method_names:
+        point = next(record for record in records[name] if record["image"] == crop_image)["points"][index]
+        reconstructions[name] = (
+            to_uint8(load_image(reconstruction_path(output, name, crop_image, crop_bpp))),
+            f"{point['bpp']:.4f} bpp, {point['psnr-rgb']:.2f} dB",
+        )
+    crop_figure(original, reconstructions, output / f"crops_{crop_image}_{rate_label(crop_bpp)}.png")

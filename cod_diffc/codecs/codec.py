@@ -11,6 +11,7 @@ from cod_diffc.backbones.adapter import BackboneAdapter, Condition
 from cod_diffc.backbones.padding import crop_image
 from cod_diffc.backbones.sampling import denoise
 
+from .devices import codec_precision
 from .schedule import to_float16
 
 
@@ -43,7 +44,7 @@ def check_guidance(name: str, scale: float) -> float:
     return to_float16(scale)
 
 
-@torch.no_grad()
+@codec_precision
 def latent_to_image(
     latent: torch.Tensor,
     t: float,

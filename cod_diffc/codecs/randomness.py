@@ -25,9 +25,12 @@ rounding to float32 such a difference survives only in the ~2^-29 of values that
 boundary, so CPU and GPU candidates agree except for rare last-ulp float32 differences.
 """
 
+import functools
 import hashlib
 
 import torch
+
+from .devices import check_in_range
 
 
 _MASK32 = 0xFFFFFFFF
@@ -66,6 +69,15 @@ def derive_key(*parts: bytes | int | str) -> bytes:
     return hasher.digest()
 
 
+@functools.cache
+def _philox_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(multipliers_low, multipliers_high, rounds)` on `device`, `(2, 1)`, `(2, 1)` and `(10, 1)` int64, made once
+    per device: a host-to-device copy in every call would wait for the device."""
+    multipliers = torch.tensor(_PHILOX_MULTIPLIERS, dtype=torch.int64).view(2, 1)
+    rounds = torch.arange(_PHILOX_ROUNDS, dtype=torch.int64).view(_PHILOX_ROUNDS, 1)
+    return (multipliers & 0xFFFF).to(device), (multipliers >> 16).to(device), rounds.to(device)
+
+
 def philox4x32(counters: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
     r"""Philox4x32-10 block function on int64 tensors.
 
@@ -81,14 +93,10 @@ def philox4x32(counters: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
     Returns:
         `torch.Tensor`: `(4, N)` int64 tensor of random 32-bit words.
     """
-    device = counters.device
-    multipliers = torch.tensor(_PHILOX_MULTIPLIERS, dtype=torch.int64, device=device).view(2, 1)
-    multipliers_low, multipliers_high = multipliers & 0xFFFF, multipliers >> 16
-    round_keys = torch.tensor(
-        [[(key[i] + r * _PHILOX_WEYL[i]) & _MASK32 for i in range(2)] for r in range(_PHILOX_ROUNDS)],
-        dtype=torch.int64,
-        device=device,
-    ).view(_PHILOX_ROUNDS, 2, 1)
+    multipliers_low, multipliers_high, rounds = _philox_constants(counters.device)
+    # Round r uses key (k0 + r W0, k1 + r W1) mod 2^32, computed on the device from the key's Python ints.
+    round_keys = torch.cat([(rounds * weyl + word) & _MASK32 for word, weyl in zip(key, _PHILOX_WEYL)], dim=1)
+    round_keys = round_keys.view(_PHILOX_ROUNDS, 2, 1)
     # Words (x0, x2) are multiplied, (x1, x3) are mixed in; keep them as two (2, N) halves between rounds.
     multiplied, mixed = counters[0::2].contiguous(), counters[1::2].contiguous()
     low_product, high_product = torch.empty_like(multiplied), torch.empty_like(multiplied)
@@ -141,8 +149,7 @@ class CounterGenerator:
         if num_blocks < 0 or num_blocks > _MASK32:
             raise ValueError(f"num_blocks must be in [0, 2**32), got {num_blocks}")
         for name, values in (("streams", streams), ("rows", rows)):
-            if values.numel() and (values.min() < 0 or values.max() > _MASK32):
-                raise ValueError(f"{name} must be in [0, 2**32)")
+            check_in_range(values, 0, _MASK32, f"{name} must be in [0, 2**32)")
         counters = torch.empty(4, rows.numel(), num_blocks, dtype=torch.int64, device=self.device)
         counters[0] = torch.arange(num_blocks, dtype=torch.int64, device=self.device)
         counters[1] = rows[:, None]

@@ -43,6 +43,7 @@ from cod_diffc.backbones.resources import check_image_fits
 from cod_diffc.backbones.sampling import model_reverse_step
 from cod_diffc.codecs.codec import Codec, check_guidance, check_image, latent_to_image
 from cod_diffc.codecs.container import Container, read_container, write_container
+from cod_diffc.codecs.devices import codec_precision
 from cod_diffc.codecs.randomness import derive_key, seeded_normal
 from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.errors import StreamError
@@ -242,7 +243,7 @@ def _initial_noise(seed: int, latent_shape: tuple[int, ...], device: torch.devic
     return seeded_normal(derive_key(seed, "ddcm-initial-noise"), (1, *latent_shape), device)
 
 
-@torch.no_grad()
+@codec_precision
 def encode(
     image: torch.Tensor,
     adapter: BackboneAdapter,
@@ -372,7 +373,7 @@ def read_ddcm_stream(stream: bytes, codec_name: str) -> tuple[Container, DDCMPay
     return container, payload
 
 
-@torch.no_grad()
+@codec_precision
 def decode(
     stream: bytes,
     adapter: BackboneAdapter,

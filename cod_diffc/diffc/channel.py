@@ -301,11 +301,8 @@ class ChunkedChannelSimulator(ChannelSimulator):
         if not isinstance(mu, torch.Tensor) or mu.ndim != 1 or mu.numel() == 0 or not mu.is_floating_point():
             raise ValueError(f"mu must be a non-empty 1-D float tensor, got {getattr(mu, 'shape', type(mu))}")
         mu64 = mu.detach().to(torch.float64)
-        if not torch.isfinite(mu64).all():
-            raise ValueError("mu must be finite")
         dim = mu.numel()
-        # math.fsum: a correctly rounded sum, independent of device and thread count.
-        kl_bits = math.fsum(mu64.square().cpu().tolist()) / (2.0 * math.log(2.0))
+        kl_bits = self._kl_bits(mu64)
         kl_code = self.kl_code_for(kl_bits, dim)
         layout = self.layout(kl_code)
         permutation = self._permutation(key, dim, mu.device)
@@ -315,6 +312,31 @@ class ChunkedChannelSimulator(ChannelSimulator):
             indices = self._choose_indices(mu64, layout, key, permutation)
             code = StepCode(kl_code=kl_code, indices=tuple(indices.tolist()))
         return code, self._sample(code, layout, dim, key, mu.device, permutation)
+
+    def _kl_bits(self, mu: torch.Tensor) -> float:
+        r"""`|mu|**2 / (2 ln 2)` for `(dim,)` float64 `mu`, as the correctly rounded sum would give it.
+
+        The device's float64 sum (one value read back) is within `dim * 2**-52` relative of the exact sum of the
+        non-negative squares; only when a `kl_code` boundary lies that close does the exact sum (`math.fsum` on
+        the host, reading all of `mu`) decide, so the code is the same on every device and thread count.
+
+        Raises:
+            `ValueError`: If `mu` is not finite (or its squares overflow float64).
+        """
+        squares = mu.square()
+        kl_bits = squares.sum().item() / (2.0 * math.log(2.0))
+        if not math.isfinite(kl_bits):
+            raise ValueError("mu must be finite")
+        margin = kl_bits * mu.numel() * 2.0**-50  # 0 when every square is 0: then the sum is exact
+        # The code is the number of grid values below kl_bits * 256: only a grid value within the margin can move it.
+        nearest_above = bisect.bisect_left(self._kl_units, (kl_bits - margin) * _KL_UNITS_PER_BIT)
+        if (
+            kl_bits > 0
+            and nearest_above < len(self._kl_units)
+            and self._kl_units[nearest_above] <= (kl_bits + margin) * _KL_UNITS_PER_BIT
+        ):
+            kl_bits = math.fsum(squares.cpu().tolist()) / (2.0 * math.log(2.0))
+        return kl_bits
 
     def decode(self, code: StepCode, dim: int, key: bytes, device: torch.device | str = "cpu") -> torch.Tensor:
         if dim < 1:
@@ -353,7 +375,7 @@ class ChunkedChannelSimulator(ChannelSimulator):
         """The sample of `code`, `(dim,)` float32: the chosen candidates, or a prior draw when nothing is sent."""
         if layout.num_chunks == 0:
             prior = CounterGenerator(derive_key(key, "prior-sample"), device)
-            zeros = torch.zeros(1, dtype=torch.int64)
+            zeros = torch.zeros(1, dtype=torch.int64, device=device)
             return prior.normal(zeros, zeros, dim)[0]
         return self._chosen_candidates(code, layout, dim, key, permutation)
 

@@ -39,8 +39,10 @@ candidates' PFR objectives tie within float32 rounding of the scores (the decode
 only on the code).
 """
 
+import numpy as np
 import torch
 
+from cod_diffc.codecs.devices import host_to_device
 from cod_diffc.codecs.randomness import CounterGenerator, derive_key, gaussian_pool
 
 from .channel import ChunkedChannelSimulator, ChunkLayout, StepCode
@@ -57,11 +59,15 @@ POOL_KEY = derive_key(b"cod_diffc.diffc.channel_pooled", "gaussian-pool")
 class _Segments:
     """The pool segments of a step: chunk `c`'s coordinates (a run of the permutation) split into near-equal pieces.
 
+    Computed on the host (the encoder plans its matrix products from them without reading the device) and copied to
+    the device once.
+
     Attributes:
         chunk, start, length, row_key (`torch.Tensor`):
             `(S,)` int64 on `device`: each segment's chunk (a chunk's segments are consecutive), first position in
             the coordinate permutation, coordinate count (at most `pool_width`) and pool row `r_s` (distinct
             within each run of `M` segments), which sets the segment's window and entry point ([`rows`]).
+        host_row_key (`np.ndarray`): `(S,)` int64, `row_key` on the host.
         num_segments, width (`int`): `S` and the longest segment.
         first_segment (`list[int]`): chunk `c` owns segments `first_segment[c]` to `first_segment[c + 1] - 1`.
     """
@@ -69,27 +75,29 @@ class _Segments:
     def __init__(
         self, layout: ChunkLayout, dim: int, pool_width: int, num_rows: int, key: bytes, device: torch.device
     ):
-        chunk_ids = torch.arange(layout.num_chunks)
+        chunk_ids = np.arange(layout.num_chunks, dtype=np.int64)
         base_dim, num_long_chunks = divmod(dim, layout.num_chunks)
-        chunk_dims = base_dim + (chunk_ids < num_long_chunks).long()  # (n,)
-        chunk_starts = chunk_ids * base_dim + torch.clamp(chunk_ids, max=num_long_chunks)  # (n,)
+        chunk_dims = base_dim + (chunk_ids < num_long_chunks)  # (n,)
+        chunk_starts = chunk_ids * base_dim + np.minimum(chunk_ids, num_long_chunks)  # (n,)
         segments_per_chunk = -(-chunk_dims // pool_width)  # (n,)
-        ends = torch.cumsum(segments_per_chunk, 0)
+        ends = np.cumsum(segments_per_chunk)
         self.first_segment = [0] + ends.tolist()
-        chunk = torch.repeat_interleave(chunk_ids, segments_per_chunk)  # (S,)
-        local = torch.arange(chunk.numel()) - (ends - segments_per_chunk)[chunk]  # (S,): position within its chunk
+        chunk = np.repeat(chunk_ids, segments_per_chunk)  # (S,)
+        local = np.arange(chunk.size) - (ends - segments_per_chunk)[chunk]  # (S,): position within its chunk
         segment_chunk_dims, segment_counts = chunk_dims[chunk], segments_per_chunk[chunk]  # (S,)
         base_length, num_long_segments = segment_chunk_dims // segment_counts, segment_chunk_dims % segment_counts
-        self.length = (base_length + (local < num_long_segments).long()).to(device)
-        self.start = (chunk_starts[chunk] + local * base_length + torch.minimum(local, num_long_segments)).to(device)
-        self.chunk = chunk.to(device)
-        self.width = int(self.length.max())
+        length = base_length + (local < num_long_segments)
+        start = chunk_starts[chunk] + local * base_length + np.minimum(local, num_long_segments)
+        self.width = int(length.max())
         # Distinct rows: block b of M consecutive segments takes a random permutation of the pool rows.
-        self.num_segments = chunk.numel()
-        row_keys = CounterGenerator(derive_key(key, "pool-rows"), device)
-        self.row_key = torch.cat(
+        self.num_segments = chunk.size
+        row_keys = CounterGenerator(derive_key(key, "pool-rows"))  # on the host: the same integers on every device
+        self.host_row_key = torch.cat(
             [row_keys.permutation(num_rows, stream=block) for block in range(-(-self.num_segments // num_rows))]
-        )[: self.num_segments]
+        )[: self.num_segments].numpy()
+        self.chunk, self.start, self.length, self.row_key = (
+            host_to_device(values.astype(np.int64), device) for values in (chunk, start, length, self.host_row_key)
+        )
 
     def rows(self, candidates: torch.Tensor, num_candidates: torch.Tensor | int) -> torch.Tensor:
         """`(S,)` pool row of candidate `candidates[s]` (of `num_candidates[s]`, a power of two) on each segment."""
@@ -178,20 +186,14 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
             first_segment, end_segment = segments.first_segment[first_chunk], segments.first_segment[last_chunk]
             segment_ids = torch.arange(first_segment, end_segment, device=device)
             segment_mu = signed_mu[segments.positions(segment_ids, dim)]  # (s, w)
-            windows = segments.row_key[segment_ids] // num_candidates  # (s,)
             entries = segments.row_key[segment_ids] % num_candidates  # (s,)
-            # Window row j of every segment: <P[window * K + j, :len], signed mu of the segment>.
-            window_scores = torch.empty(segment_ids.numel(), num_candidates, device=device)  # (s, K)
-            for window in windows.unique().tolist():
-                members = torch.nonzero(windows == window).squeeze(1)
-                window_rows = pool[window * num_candidates : (window + 1) * num_candidates]  # (K, w)
-                window_scores[members] = segment_mu[members] @ window_rows.T
-            # Candidate k of a segment is its window row (k + entry) mod K; a chunk's score sums its segments' rows,
-            # added in segment order (index_add_ accumulates sequentially, as a loop of `+=` would).
+            window_scores = self._window_scores(
+                segment_mu, segments.host_row_key[first_segment:end_segment] // num_candidates, pool, num_candidates
+            )  # (s, K)
+            # Candidate k of a segment is its window row (k + entry) mod K; a chunk's score sums its segments' rows.
             candidate_rows = (entries[:, None] + torch.arange(num_candidates, device=device)) % num_candidates
             segment_scores = window_scores.gather(1, candidate_rows)  # (s, K)
-            scores = torch.zeros(last_chunk - first_chunk, num_candidates, device=device)  # (G, K)
-            scores.index_add_(0, segments.chunk[segment_ids] - first_chunk, segment_scores)
+            scores = self._chunk_sums(segment_scores, segments.first_segment[first_chunk : last_chunk + 1])  # (G, K)
             chunk_ids = torch.arange(first_chunk, last_chunk, device=device)
             indices[first_chunk:last_chunk] = self._pfr_argmin(scores, arrivals, chunk_ids)
             first_chunk = last_chunk
@@ -207,12 +209,51 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
         rows = segments.rows(indices[segments.chunk], num_candidates)  # (S,)
         pool_rows = CounterGenerator(POOL_KEY, device).normal(torch.zeros_like(rows), rows, segments.width)  # (S, w)
         positions = segments.positions(torch.arange(segments.num_segments, device=device), dim)  # (S, w)
-        valid = positions < dim
-        in_permutation_order = torch.empty(dim, dtype=torch.float32, device=device)
-        in_permutation_order[positions[valid]] = pool_rows[valid]
+        # Padding columns (position `dim`) all land in one spare slot, dropped after: no mask, no host sync.
+        in_permutation_order = torch.empty(dim + 1, dtype=torch.float32, device=device)
+        in_permutation_order[positions.reshape(-1)] = pool_rows.reshape(-1)
         sample = torch.empty(dim, dtype=torch.float32, device=device)
-        sample[permutation] = in_permutation_order * self._signs(key, dim, device)
+        sample[permutation] = in_permutation_order[:dim] * self._signs(key, dim, device)
         return sample
+
+    @staticmethod
+    def _window_scores(
+        segment_mu: torch.Tensor, windows: np.ndarray, pool: torch.Tensor, num_candidates: int
+    ) -> torch.Tensor:
+        """`(s, K)` scores of every segment against the `K` rows of its window: row `j` of segment `i` is
+        `<pool[windows[i] * K + j], segment_mu[i]>`. One matrix product per window present, planned from `windows`
+        (`(s,)`, on the host) so that nothing is read back from the device."""
+        order = np.argsort(windows, kind="stable")  # segments grouped by window, in segment order within each
+        sorted_windows = windows[order]
+        run_starts = [0, *(np.flatnonzero(np.diff(sorted_windows)) + 1).tolist(), windows.size]
+        order_on_device = host_to_device(order, segment_mu.device)
+        sorted_mu = segment_mu[order_on_device]  # (s, w)
+        sorted_scores = torch.empty(windows.size, num_candidates, device=segment_mu.device)  # (s, K)
+        for start, end in zip(run_starts[:-1], run_starts[1:]):
+            window = int(sorted_windows[start])
+            window_rows = pool[window * num_candidates : (window + 1) * num_candidates]  # (K, w)
+            sorted_scores[start:end] = sorted_mu[start:end] @ window_rows.T
+        window_scores = torch.empty_like(sorted_scores)
+        window_scores[order_on_device] = sorted_scores
+        return window_scores
+
+    @staticmethod
+    def _chunk_sums(segment_scores: torch.Tensor, first_segment: list[int]) -> torch.Tensor:
+        """`(G, K)` sums of the consecutive segment rows of each chunk (chunk `g` owns rows `first_segment[g] -
+        first_segment[0]` up to the next chunk's), added one segment at a time in segment order: a fixed order on
+        every device (a scatter-add such as `index_add_` sums in whatever order a GPU's atomics land)."""
+        bounds = np.asarray(first_segment, dtype=np.int64) - first_segment[0]
+        starts, counts = bounds[:-1], np.diff(bounds)  # (G,), (G,)
+        device = segment_scores.device
+        scores = torch.zeros(counts.size, segment_scores.shape[1], device=device)  # (G, K)
+        for position in range(int(counts.max())):
+            chunks = np.flatnonzero(counts > position)
+            rows = segment_scores[host_to_device(starts[chunks] + position, device)]  # (g, K)
+            if chunks.size == counts.size:
+                scores += rows
+            else:
+                scores[host_to_device(chunks, device)] += rows
+        return scores
 
     @staticmethod
     def _signs(key: bytes, dim: int, device: torch.device) -> torch.Tensor:
@@ -235,9 +276,9 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
         r"""PFR selection `argmin_k log T_k - scores[:, k]` of each chunk, with arrival times made block by block.
 
         Block `j` of chunk `c` is `arrivals.uniform` at stream `c`, row `j`: Exp(1) spacings of candidates
-        `j * B .. (j + 1) * B - 1`. A chunk stops once `log T` at the end of a block minus the largest score of the
-        later blocks is at least its best objective: no later candidate can win, so the result equals the full
-        argmin over the same arrival times.
+        `j * B .. (j + 1) * B - 1`. On the CPU a chunk stops once `log T` at the end of a block minus the largest
+        score of the later blocks is at least its best objective: no later candidate can win, so the result equals
+        the full argmin over the same arrival times (computed on other devices, see [`_stops_early`]).
 
         Args:
             scores (`torch.Tensor`): `(G, K)` float32 `<z_k, mu_c>`.
@@ -271,8 +312,16 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
             best[active] = torch.where(improved, block_best, best[active])
             best_index[active] = torch.where(improved, block_index + block * block_size, best_index[active])
             arrival_time[active] = times[:, -1]
-            # Exact stop: every later candidate's objective is at least log T - later_max.
-            active = active[torch.log(arrival_time[active]) - later_max[active, block] < best[active]]
-            if active.numel() == 0:
-                break
+            if PooledPFRSimulator._stops_early(device):
+                # Exact stop: every later candidate's objective is at least log T - later_max.
+                active = active[torch.log(arrival_time[active]) - later_max[active, block] < best[active]]
+                if active.numel() == 0:
+                    break
         return best_index
+
+    @staticmethod
+    def _stops_early(device: torch.device) -> bool:
+        """Whether `_pfr_argmin` drops the chunks that cannot improve after each block: it reads device values, free
+        on the CPU and a host sync elsewhere, where the remaining blocks cost less than the wait. The choice is the
+        same either way."""
+        return device.type == "cpu"

@@ -33,6 +33,7 @@ from cod_diffc.backbones.resources import check_image_fits
 from cod_diffc.backbones.sampling import ReverseStep, model_reverse_step
 from cod_diffc.codecs.codec import Codec, check_decode_method, check_guidance, check_image, latent_to_image
 from cod_diffc.codecs.container import check_backbone
+from cod_diffc.codecs.devices import codec_precision
 from cod_diffc.codecs.randomness import derive_key, seeded_normal
 from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.errors import StreamError
@@ -160,7 +161,7 @@ def _cut(header: DiffCStream, step_codes: Sequence[StepCode], stop_step: int, si
     )
 
 
-@torch.no_grad()
+@codec_precision
 def encode(
     image: torch.Tensor,
     adapter: BackboneAdapter,
@@ -270,7 +271,7 @@ def encode(
     latents = {0: latent}  # stop step -> noisy latent, for the requested cuts only
     bpp_stops: dict[int, int] = {}  # index into target_bpps -> stop step
     step_codes: list[StepCode] = []
-    step_kl_bits: list[float] = []
+    step_kl: list[torch.Tensor] = []  # |mu|^2 of every step, on the device
     last_step = max(stop_steps) if stop_steps else schedule.num_steps
     for n in tqdm(range(last_step), desc="DiffC encode", disable=not progress):
         step, x0_hat, p_mean = _model_step(adapter, latent, schedule, n, condition, guidance_scale)
@@ -278,7 +279,7 @@ def encode(
         code, sample = simulator.encode(mu, derive_key(seed, "diffc-step", n))
         previous_latent, latent = latent, p_mean + step.std * sample.view_as(latent)
         step_codes.append(code)
-        step_kl_bits.append(0.5 * float(mu.double().square().sum()) / math.log(2))
+        step_kl.append(mu.double().square().sum())  # read back once, after the loop
         file_bytes.append(len(_cut(header, step_codes, n + 1, simulator)))
 
         if n + 1 in stop_steps:
@@ -289,6 +290,7 @@ def encode(
                 latents[n] = previous_latent
         if target_bpps and len(bpp_stops) == len(target_bpps):
             break
+    step_kl_bits = (0.5 * torch.stack(step_kl) / math.log(2)).tolist() if step_kl else []
     for index in range(len(target_bpps)):
         if index not in bpp_stops:
             bpp_stops[index] = len(step_codes)
@@ -316,7 +318,7 @@ def encode(
     )
 
 
-@torch.no_grad()
+@codec_precision
 def decode(
     stream: bytes,
     adapter: BackboneAdapter,

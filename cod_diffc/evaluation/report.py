@@ -110,11 +110,12 @@ def write_report(
     notes: Sequence[str],
     *,
     num_images: int,
-    plot_name: str,
+    plot_name: str | None,
     crops_name: str | None,
     crop_caption: str = "",
 ) -> None:
-    """Writes the A/B report: the sweep's size, the BD table, per-method averages, the plot, the crops, the notes."""
+    """Writes the A/B report: the sweep's size, the BD table, per-method averages, the plot, the crops, the notes
+    (`plot_name` / `crops_name` None: no such picture, e.g. without matplotlib)."""
     lines = [
         "# Rate-distortion evaluation",
         "",
@@ -137,7 +138,8 @@ def write_report(
             values = [metrics[key][i] for key in metrics if key != "bpp"]
             lines.append(f"| {bpp:.4f} | " + " | ".join(_format(value) for value in values) + " |")
         lines.append("")
-    lines += ["## Plots", "", f"![rate-distortion]({plot_name})", ""]
+    if plot_name is not None:
+        lines += ["## Plots", "", f"![rate-distortion]({plot_name})", ""]
     if crops_name is not None:
         lines += [f"Crops {crop_caption}:", "", f"![crops]({crops_name})", ""]
     if notes:

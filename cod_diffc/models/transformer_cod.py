@@ -496,13 +496,15 @@ class CodTransformer2DModel(ModelMixin, ConfigMixin, AttentionMixin):
                 f"`timestep` must be a scalar or have shape ({batch_size},) to match the batch, got "
                 f"{tuple(timestep.shape)}."
             )
-        # Read on the host: one synchronisation per call on a GPU, which a wrong time convention is worth.
-        if bool(((timestep < 0) | (timestep > 1)).any()):
-            raise ValueError(
-                f"`timestep` must be the noise level sigma in [0, 1], got values up to {float(timestep.abs().max())}: "
-                "CodTransformer2DModel does not take diffusers' sigma * 1000 timesteps (use CodFlowMatchScheduler, "
-                "or divide by num_train_timesteps)."
-            )
+        message = (
+            "`timestep` must be the noise level sigma in [0, 1]: CodTransformer2DModel does not take diffusers' "
+            "sigma * 1000 timesteps (use CodFlowMatchScheduler, or divide by num_train_timesteps)."
+        )
+        in_range = ((timestep >= 0) & (timestep <= 1)).all()
+        if timestep.device.type != "cpu":
+            torch._assert_async(in_range, message)  # checked on the device: no host sync in a sampling loop
+        elif not in_range:
+            raise ValueError(f"{message} Got values up to {float(timestep.abs().max())}.")
         return timestep
 
     def forward(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,15 +167,31 @@ class CodPipeline(DiffusionPipeline):
         pixels = 2.0 * images - 1.0
         if self.vae is None:
             return pixels
-        posterior = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist
-        latents = posterior.sample(generator) if sample_posterior else posterior.mean
+        with self._vae_precision() as dtype:
+            posterior = self.vae.encode(pixels.to(dtype)).latent_dist
+            latents = posterior.sample(generator) if sample_posterior else posterior.mean
         return latents * self.latent_scale
 
     def to_images(self, samples: torch.Tensor) -> torch.Tensor:
         """Diffusion-space samples → images `(B, 3, H, W)` in [-1, 1] (not clipped)."""
         if self.vae is None:
             return samples
-        return self.vae.decode((samples / self.latent_scale).to(self.vae.dtype)).sample
+        with self._vae_precision() as dtype:
+            return self.vae.decode((samples / self.latent_scale).to(dtype)).sample
+
+    @contextlib.contextmanager
+    def _vae_precision(self) -> Iterator[torch.dtype]:
+        """The dtype the VAE computes in: its own, or float32 for a float16 VAE whose config sets `force_upcast`
+        (as diffusers' pipelines do: such VAEs overflow in float16), cast back afterwards (exactly)."""
+        upcast = self.vae.dtype == torch.float16 and self.vae.config.get("force_upcast", False)
+        if not upcast:
+            yield self.vae.dtype
+            return
+        self.vae.to(torch.float32)
+        try:
+            yield torch.float32
+        finally:
+            self.vae.to(torch.float16)
 
     # ------------------------------------------------------------------ conditions
     def preprocess(self, image: ImageInput) -> torch.Tensor:
@@ -361,7 +379,9 @@ class CodPipeline(DiffusionPipeline):
 
         Outside the window the release computes `u + 1 * (c - u)`; we return `c`, which equals it up to rounding.
         """
-        timestep = sigma.to(sample.dtype).expand(sample.shape[0])
+        # The noise level stays in float32 (or float64) whatever the network's dtype: bfloat16 would round it to
+        # steps of 2**-8, while the codecs' x0_hat uses the exact value.
+        timestep = sigma.to(torch.promote_types(sample.dtype, torch.float32)).expand(sample.shape[0])
         conditional = self.transformer(sample, timestep, condition).sample
         low, high = self.config.guidance_interval
         if not (low < float(sigma) < high) or guidance_scale == 1.0:

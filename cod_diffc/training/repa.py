@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cod_diffc.optional_dependencies import require
+
 
 # DINOv2 was trained on ImageNet-normalised inputs.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,11 +34,10 @@ class RepaFeatureEncoder(nn.Module):
 
     def __init__(self, path: str | Path):
         super().__init__()
-        from transformers import AutoModel
-
+        transformers = require("transformers", "the REPA loss (its DINOv2 encoder)")
         if not Path(path).is_dir():
             raise FileNotFoundError(f"REPA encoder directory {path} not found (loss.repa_encoder_path)")
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        self.model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
         self.model.requires_grad_(False).eval()
         config = self.model.config
         if not hasattr(config, "patch_size") or not hasattr(config, "hidden_size"):

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from cod_diffc.optional_dependencies import require
 from cod_diffc.pipelines.pipeline_cod import CodPipeline
 from cod_diffc.training.checkpointing import (
     list_checkpoints,
@@ -132,6 +133,7 @@ class Trainer(ABC):
 
     def __init__(self, config: TrainConfig, resume: bool | str = False):
         config.validate()
+        require("matplotlib", "training (its loss curves)")  # before hours of training, not at the first plot
         self.config = config
         self.output_dir = Path(config.run.output_dir)
         self.resume_from = self._find_resume_checkpoint(resume)

@@ -18,7 +18,9 @@ class AnalyticFlowBackbone(FlowMatchingAdapterMixin, GaussianBackbone):
     """Gaussian data seen as a flow-matching model: its velocity is built from the analytic x0 and eps in flow
     space, and the mixin must convert it back to the same VP predictions."""
 
-    def predict_velocity(self, x_flow: torch.Tensor, s: torch.Tensor, condition, guidance_scale: float) -> torch.Tensor:
+    def predict_velocity(
+        self, x_flow: torch.Tensor, s: torch.Tensor, condition, guidance_scale: float
+    ) -> torch.Tensor:
         # E[x0 | x_flow] and E[eps | x_flow] for x_flow = (1 - s) x0 + s eps, derived directly in flow space.
         s = s.reshape(-1, 1, 1, 1) if s.ndim == 1 else s
         variance = (1 - s) ** 2 * self.std**2 + s**2
@@ -64,7 +66,9 @@ class TestFlowMatchingAdapterMixin:
         times = torch.tensor([0.3, 0.8])
         x0, eps = flow.predict_x0_and_epsilon(latents, times, UNCONDITIONAL, 1.0)
         for index in range(2):
-            single_x0, single_eps = flow.predict_x0_and_epsilon(latents[index : index + 1], times[index], UNCONDITIONAL, 1.0)
+            single_x0, single_eps = flow.predict_x0_and_epsilon(
+                latents[index : index + 1], times[index], UNCONDITIONAL, 1.0
+            )
             torch.testing.assert_close(x0[index : index + 1], single_x0)
             torch.testing.assert_close(eps[index : index + 1], single_eps)
 
@@ -80,7 +84,9 @@ class TestBackboneAdapter:
     def test_default_x0_prediction_inverts_the_forward_process(self, noisy_latent):
         time = torch.tensor(0.4)
         x0, eps = NoiseOnlyBackbone(std=0.5).predict_x0_and_epsilon(noisy_latent, time, UNCONDITIONAL, 1.0)
-        expected_x0, expected_eps = GaussianBackbone(std=0.5).predict_x0_and_epsilon(noisy_latent, time, UNCONDITIONAL, 1.0)
+        expected_x0, expected_eps = GaussianBackbone(std=0.5).predict_x0_and_epsilon(
+            noisy_latent, time, UNCONDITIONAL, 1.0
+        )
         torch.testing.assert_close(x0, expected_x0)
         torch.testing.assert_close(eps, expected_eps)
 

@@ -20,8 +20,14 @@ def model_dir(request, tmp_path_factory):
 def test_decoder_replays_the_encoders_noisy_latent_and_condition(model_dir):
     image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
     encoder = load_backbone("cod", str(model_dir))
-    result = encode(image, encoder, stop_step=[0, 3], schedule=DiffCSchedule(num_steps=8),
-                    simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
+    result = encode(
+        image,
+        encoder,
+        stop_step=[0, 3],
+        schedule=DiffCSchedule(num_steps=8),
+        simulator=ChunkedPFRSimulator(max_chunk_bits=8),
+        progress=False,
+    )
     codec = encoder.pipeline.condition_codec
     for point in result.points:
         header = read_stream(point.stream)

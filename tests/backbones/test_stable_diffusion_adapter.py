@@ -138,7 +138,8 @@ class TestTime:
         z_t = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(1))
         step = 1 / (adapter.num_train_timesteps - 1)
         lower, middle, upper = (
-            adapter.predict_epsilon(z_t, torch.tensor(t), UNCONDITIONAL, 1.0) for t in (500 * step, 500.5 * step, 501 * step)
+            adapter.predict_epsilon(z_t, torch.tensor(t), UNCONDITIONAL, 1.0)
+            for t in (500 * step, 500.5 * step, 501 * step)
         )
         assert not torch.equal(middle, lower) and not torch.equal(middle, upper)
         timestep = torch.tensor([500.5])
@@ -176,8 +177,12 @@ class TestPredictions:
 
         no_prompt = adapter.load_condition(b"", IMAGE_SIZE, IMAGE_SIZE)
         assert no_prompt == UNCONDITIONAL and adapter.prompt == PROMPT  # the decoder side does not touch the prompt
-        torch.testing.assert_close(adapter.predict_epsilon(z_t, t, no_prompt, 1.0), unconditional, rtol=1e-6, atol=1e-6)
-        assert torch.equal(adapter.predict_epsilon(z_t, t, no_prompt, 2.5), adapter.predict_epsilon(z_t, t, no_prompt, 1.0))
+        torch.testing.assert_close(
+            adapter.predict_epsilon(z_t, t, no_prompt, 1.0), unconditional, rtol=1e-6, atol=1e-6
+        )
+        assert torch.equal(
+            adapter.predict_epsilon(z_t, t, no_prompt, 2.5), adapter.predict_epsilon(z_t, t, no_prompt, 1.0)
+        )
 
     def test_too_long_or_non_text_prompt_is_refused(self, adapter):
         with pytest.raises(ValueError, match="tokens long, more than the 32 the text encoder takes"):
@@ -234,7 +239,9 @@ class TestCodec:
             assert decoded.stream.encoding_guidance_scale == guidance_scale
 
             own_reconstruction = encoder_side.decode_latent(
-                denoise(point.latent, point.t, encoder_side, result.condition, guidance_scale, num_steps=2, progress=False)
+                denoise(
+                    point.latent, point.t, encoder_side, result.condition, guidance_scale, num_steps=2, progress=False
+                )
             )
             reconstruction = decompress(point.stream, decoder_side, num_denoise_steps=2, progress=False)
             assert torch.equal(reconstruction, own_reconstruction)

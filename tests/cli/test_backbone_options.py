@@ -12,11 +12,14 @@ def test_values_take_the_type_of_the_parameter_default():
     assert parse_options(["allow_download=True"], "cod") == {"allow_download": True}
 
 
-@pytest.mark.parametrize(("pair", "message"), [
-    ("patch_size=two", "patch_size takes an integer"),
-    ("mean=abc", "mean takes a number"),
-    ("std", "is not KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("patch_size=two", "patch_size takes an integer"),
+        ("mean=abc", "mean takes a number"),
+        ("std", "is not KEY=VALUE"),
+    ],
+)
 def test_values_of_the_wrong_type_are_refused(pair, message):
     with pytest.raises(ValueError, match=message):
         parse_options([pair], "gaussian")
@@ -31,4 +34,8 @@ def test_a_factory_with_open_options_gets_guessed_types(monkeypatch):
     monkeypatch.setattr(registry.BACKBONES, "runtime", {})
     registry.register_backbone("open-options", lambda model=None, **options: None)
     assert parse_options(["a=1", "b=0.5", "c=false", "d=text"], "open-options") == {
-        "a": 1, "b": 0.5, "c": False, "d": "text"}
+        "a": 1,
+        "b": 0.5,
+        "c": False,
+        "d": "text",
+    }

@@ -21,11 +21,19 @@ from tiny_models import SD_IMAGE_SIZE, save_tiny_cod, save_tiny_sd_pipeline
 FAST = ["--steps", "6", "--coder", "plain", "--chunk-bits", "8", "--no-progress"]
 
 
-def assert_cli_matches_the_encoder(adapter, image_path, stream_path, png_path, stop_step, denoise_steps, guidance=None):
+def assert_cli_matches_the_encoder(
+    adapter, image_path, stream_path, png_path, stop_step, denoise_steps, guidance=None
+):
     """The CLI's stream equals a Python encode with the FAST settings, and its PNG the encoder's own reconstruction
     (with `denoise_steps` ODE steps at `guidance`, by default the backbone's)."""
-    result = encode(load_image(image_path), adapter, stop_step=stop_step, schedule=DiffCSchedule(num_steps=6),
-                    simulator=ChunkedPFRSimulator(max_chunk_bits=8), progress=False)
+    result = encode(
+        load_image(image_path),
+        adapter,
+        stop_step=stop_step,
+        schedule=DiffCSchedule(num_steps=6),
+        simulator=ChunkedPFRSimulator(max_chunk_bits=8),
+        progress=False,
+    )
     (point,) = result.points
     assert point.stream == stream_path.read_bytes()
     guidance = adapter.default_guidance_scale if guidance is None else guidance
@@ -45,39 +53,125 @@ def workspace(tmp_path_factory):
 
 def test_compress_then_decompress_gives_the_encoders_reconstruction(workspace, capsys):
     stream_path, png_path = workspace / "photo.cdc", workspace / "photo_decoded.png"
-    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--stop-step", "3",
-                 "-o", str(stream_path), *FAST]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                str(workspace / "photo.png"),
+                "--model",
+                str(workspace / "model"),
+                "--stop-step",
+                "3",
+                "-o",
+                str(stream_path),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     summary = capsys.readouterr().out
     size = stream_path.stat().st_size
     assert f"{size} bytes, {8 * size / (64 * 96):.4f} bpp, stop step 3" in summary
-    assert main(["decompress", str(stream_path), "--model", str(workspace / "model"), "--denoise-steps", "3",
-                 "-o", str(png_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "decompress",
+                str(stream_path),
+                "--model",
+                str(workspace / "model"),
+                "--denoise-steps",
+                "3",
+                "-o",
+                str(png_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
 
     adapter = load_backbone("cod", str(workspace / "model"))
     assert_cli_matches_the_encoder(adapter, workspace / "photo.png", stream_path, png_path, 3, 3)
 
     mean_path = workspace / "photo_mean.png"
-    assert main(["decompress", str(stream_path), "--model", str(workspace / "model"), "--decode", "mean",
-                 "-o", str(mean_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "decompress",
+                str(stream_path),
+                "--model",
+                str(workspace / "model"),
+                "--decode",
+                "mean",
+                "-o",
+                str(mean_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     # The posterior mean: one unguided step (the tiny model's default guidance is 3, so this differs from flow).
     assert_cli_matches_the_encoder(adapter, workspace / "photo.png", stream_path, mean_path, 3, 1, guidance=1.0)
 
 
 def test_one_encode_gives_several_rates_into_a_directory(workspace, capsys):
     out = workspace / "rates"
-    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"),
-                 "--stop-step", "0", "2", "4", "-o", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                str(workspace / "photo.png"),
+                "--model",
+                str(workspace / "model"),
+                "--stop-step",
+                "0",
+                "2",
+                "4",
+                "-o",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     sizes = [(out / f"photo_step{n}.cdc").stat().st_size for n in (0, 2, 4)]
     assert sizes[0] < sizes[1] < sizes[2]
-    assert main(["decompress", *(str(out / f"photo_step{n}.cdc") for n in (0, 2, 4)), "--model",
-                 str(workspace / "model"), "--denoise-steps", "2", "-o", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "decompress",
+                *(str(out / f"photo_step{n}.cdc") for n in (0, 2, 4)),
+                "--model",
+                str(workspace / "model"),
+                "--denoise-steps",
+                "2",
+                "-o",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert all((out / f"photo_step{n}.png").is_file() for n in (0, 2, 4))
 
 
 def test_target_bpp_picks_a_stream_that_fits(workspace):
     out = workspace / "bpp.cdc"
-    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--bpp", "0.5",
-                 "-o", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                str(workspace / "photo.png"),
+                "--model",
+                str(workspace / "model"),
+                "--bpp",
+                "0.5",
+                "-o",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert 8 * out.stat().st_size / (64 * 96) <= 0.5
 
 
@@ -126,10 +220,27 @@ def test_any_size_round_trips_through_the_cli(workspace, tmp_path):
     rng = np.random.default_rng(1)
     PIL.Image.fromarray(rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(tmp_path / "odd.png")
     model = ["--model", str(workspace / "model")]
-    assert main(["compress", str(tmp_path / "odd.png"), *model, "--stop-step", "2", "-o", str(tmp_path / "odd.cdc"),
-                 *FAST]) == 0
-    assert main(["decompress", str(tmp_path / "odd.cdc"), *model, "--denoise-steps", "2", "--no-progress", "-o",
-                 str(tmp_path / "odd_decoded.png")]) == 0
+    assert (
+        main(
+            ["compress", str(tmp_path / "odd.png"), *model, "--stop-step", "2", "-o", str(tmp_path / "odd.cdc"), *FAST]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "decompress",
+                str(tmp_path / "odd.cdc"),
+                *model,
+                "--denoise-steps",
+                "2",
+                "--no-progress",
+                "-o",
+                str(tmp_path / "odd_decoded.png"),
+            ]
+        )
+        == 0
+    )
     assert PIL.Image.open(tmp_path / "odd_decoded.png").size == (70, 45)
 
 
@@ -167,11 +278,14 @@ def test_exif_orientation_is_applied(tmp_path):
     assert image[0, :, :32].min() == 1.0 and image[0, :, 32:].max() == 0.0  # the white half is now on top
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    (["--steps", "0"], "--steps: 0 is not >= 1"),
-    (["--chunk-bits", "24"], "--chunk-bits: 24 is not in [4, 18]"),
-    (["--device", "nonsense"], "--device: 'nonsense' is not a torch device"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--steps", "0"], "--steps: 0 is not >= 1"),
+        (["--chunk-bits", "24"], "--chunk-bits: 24 is not in [4, 18]"),
+        (["--device", "nonsense"], "--device: 'nonsense' is not a torch device"),
+    ],
+)
 def test_out_of_range_options_are_refused_before_any_work(option, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out.cdc"), *option])
@@ -180,15 +294,43 @@ def test_out_of_range_options_are_refused_before_any_work(option, message, capsy
 
 
 def test_an_output_ending_in_a_slash_is_a_directory(workspace, tmp_path):
-    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--stop-step", "0",
-                 "-o", f"{tmp_path / 'streams'}/", *FAST]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                str(workspace / "photo.png"),
+                "--model",
+                str(workspace / "model"),
+                "--stop-step",
+                "0",
+                "-o",
+                f"{tmp_path / 'streams'}/",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "streams" / "photo.cdc").is_file()
 
 
 def test_streams_of_another_model_or_corrupt_streams_are_refused(workspace, capsys, tmp_path):
     stream = tmp_path / "photo.cdc"
-    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--stop-step", "2",
-                 "-o", str(stream), *FAST]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                str(workspace / "photo.png"),
+                "--model",
+                str(workspace / "model"),
+                "--stop-step",
+                "2",
+                "-o",
+                str(stream),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     out = tmp_path / "decoded.png"
     error = run_failing(["decompress", str(stream), "--model", str(workspace / "other_model"), "-o", str(out)], capsys)
@@ -197,8 +339,9 @@ def test_streams_of_another_model_or_corrupt_streams_are_refused(workspace, caps
     data = bytearray(stream.read_bytes())
     data[len(data) // 2] ^= 0xFF
     corrupt.write_bytes(bytes(data))
-    assert "corrupt.cdc" in run_failing(["decompress", str(corrupt), "--model", str(workspace / "model"),
-                                         "-o", str(out)], capsys)
+    assert "corrupt.cdc" in run_failing(
+        ["decompress", str(corrupt), "--model", str(workspace / "model"), "-o", str(out)], capsys
+    )
     assert not out.exists()
 
 
@@ -209,7 +352,8 @@ def test_backbones_lists_builtins_and_installed_plugins(installed_plugin, capsys
 
 
 def test_an_installed_channel_coder_is_listed_chosen_by_name_and_read_back_from_the_stream(
-        installed_plugin, workspace, tmp_path, capsys):
+    installed_plugin, workspace, tmp_path, capsys
+):
     model = ["--model", str(workspace / "model")]
     stream, png = tmp_path / "salted.cdc", tmp_path / "salted.png"
     options = ["--steps", "6", "--coder", "toy-salted-pfr", "--chunk-bits", "8", "--stop-step", "3", "--no-progress"]
@@ -229,11 +373,33 @@ def test_stable_diffusion_backbone_end_to_end(tmp_path, capsys):
     pixels = rng.integers(0, 256, (SD_IMAGE_SIZE, SD_IMAGE_SIZE, 3), dtype=np.uint8)
     PIL.Image.fromarray(pixels).save(tmp_path / "a.png")
     stream, png = tmp_path / "a.cdc", tmp_path / "a_decoded.png"
-    assert main(["compress", str(tmp_path / "a.png"), "--backbone", "sd", "--model", str(model), "--stop-step", "4",
-                 "--option", "prompt=a cat", "-o", str(stream), *FAST]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                str(tmp_path / "a.png"),
+                "--backbone",
+                "sd",
+                "--model",
+                str(model),
+                "--stop-step",
+                "4",
+                "--option",
+                "prompt=a cat",
+                "-o",
+                str(stream),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert f"{stream.stat().st_size} bytes" in capsys.readouterr().out
-    assert main(["decompress", str(stream), "--model", str(model), "--denoise-steps", "2", "-o", str(png),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["decompress", str(stream), "--model", str(model), "--denoise-steps", "2", "-o", str(png), "--no-progress"]
+        )
+        == 0
+    )
 
     adapter = load_backbone("sd", str(model), prompt="a cat")
     assert_cli_matches_the_encoder(adapter, tmp_path / "a.png", stream, png, 4, 2)
@@ -252,13 +418,45 @@ def test_codebook_codecs_round_trip_and_the_decoder_reads_the_codec_from_the_str
     from cod_diffc.codecs import decompress, stream_codec
 
     stream_path, png_path = workspace / f"photo_{codec}.cdc", workspace / f"photo_{codec}.png"
-    assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--codec", codec,
-                 "--bpp", "0.6", "--steps", "6", "-o", str(stream_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                str(workspace / "photo.png"),
+                "--model",
+                str(workspace / "model"),
+                "--codec",
+                codec,
+                "--bpp",
+                "0.6",
+                "--steps",
+                "6",
+                "-o",
+                str(stream_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert f"codec {codec}" in capsys.readouterr().out
     stream = stream_path.read_bytes()
     assert stream_codec(stream) == codec and 8 * len(stream) / (64 * 96) <= 0.6
-    assert main(["decompress", str(stream_path), "--model", str(workspace / "model"), "--denoise-steps", "2",
-                 "-o", str(png_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "decompress",
+                str(stream_path),
+                "--model",
+                str(workspace / "model"),
+                "--denoise-steps",
+                "2",
+                "-o",
+                str(png_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     adapter = load_backbone("cod", str(workspace / "model"))
     expected = to_uint8(decompress(stream, adapter, num_denoise_steps=2, progress=False))
     assert np.array_equal(np.asarray(PIL.Image.open(png_path)), expected)
@@ -276,20 +474,61 @@ def test_codec_errors_are_one_line_and_write_nothing(workspace, capsys, tmp_path
     photo = str(workspace / "photo.png")
     cases = {
         "unknown codec 'jpeg'": ["compress", photo, *model, "--codec", "jpeg", "--bpp", "1", "-o", str(out)],
-        "--stop-step cuts DiffC's": ["compress", photo, *model, "--codec", "turbo-ddcm", "--stop-step", "2",
-                                     "-o", str(out)],
+        "--stop-step cuts DiffC's": [
+            "compress",
+            photo,
+            *model,
+            "--codec",
+            "turbo-ddcm",
+            "--stop-step",
+            "2",
+            "-o",
+            str(out),
+        ],
         "needs a target rate": ["compress", photo, *model, "--codec", "ddcm", "-o", str(out)],
         "unknown channel coder 'nope'; available channel coders: chunked_pfr": [
-            "compress", photo, *model, "--coder", "nope", "--stop-step", "2", "-o", str(out)],
-        "below the smallest file": ["compress", photo, *model, "--codec", "turbo-ddcm", "--bpp", "0.001",
-                                    "-o", str(out), "--no-progress"],
+            "compress",
+            photo,
+            *model,
+            "--coder",
+            "nope",
+            "--stop-step",
+            "2",
+            "-o",
+            str(out),
+        ],
+        "below the smallest file": [
+            "compress",
+            photo,
+            *model,
+            "--codec",
+            "turbo-ddcm",
+            "--bpp",
+            "0.001",
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
     }
     for expected, argv in cases.items():
         assert expected in run_failing(argv, capsys)
         assert not out.exists()
     # Several targets, one too low: no file for any of them.
-    argv = ["compress", photo, *model, "--codec", "turbo-ddcm", "--steps", "4", "--bpp-list", "0.6", "0.001",
-            "-o", str(tmp_path / "rates") + "/", "--no-progress"]
+    argv = [
+        "compress",
+        photo,
+        *model,
+        "--codec",
+        "turbo-ddcm",
+        "--steps",
+        "4",
+        "--bpp-list",
+        "0.6",
+        "0.001",
+        "-o",
+        str(tmp_path / "rates") + "/",
+        "--no-progress",
+    ]
     assert "below the smallest file" in run_failing(argv, capsys)
     assert not list(tmp_path.glob("rates/*.cdc"))
 
@@ -301,8 +540,26 @@ def test_stream_of_an_unknown_codec_or_forged_payload_is_refused_before_any_outp
 
     stream_path = workspace / "photo_turbo-ddcm.cdc"
     if not stream_path.exists():
-        assert main(["compress", str(workspace / "photo.png"), "--model", str(workspace / "model"), "--codec",
-                     "turbo-ddcm", "--bpp", "0.6", "--steps", "6", "-o", str(stream_path), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "compress",
+                    str(workspace / "photo.png"),
+                    "--model",
+                    str(workspace / "model"),
+                    "--codec",
+                    "turbo-ddcm",
+                    "--bpp",
+                    "0.6",
+                    "--steps",
+                    "6",
+                    "-o",
+                    str(stream_path),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     container = read_container(stream_path.read_bytes())
     unknown = tmp_path / "unknown.cdc"
     unknown.write_bytes(write_container(dataclasses.replace(container, codec="jpeg-xxl")))

@@ -30,8 +30,24 @@ def test_demo_writes_streams_reconstructions_and_a_side_by_side_picture(tmp_path
 
     from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
-    assert main(["demo", "-o", str(tmp_path), "--size", "64", "--bpp", "0.01", "0.5", "--denoise-steps", "1",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "-o",
+                str(tmp_path),
+                "--size",
+                "64",
+                "--bpp",
+                "0.01",
+                "0.5",
+                "--denoise-steps",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"{DEFAULT_EMBEDDED_MODEL} (embedded)" in out and "below the condition-only stream" in out and "PSNR" in out
     streams = sorted(tmp_path.glob("*.cdc"))

@@ -71,7 +71,9 @@ class TestPooledPFRSimulator:
             sample = simulator.decode(StepCode(code.kl_code, (index,) * 3), dim, key)[permutation]
             for segment, row in enumerate(rows.tolist()):
                 start, length = segments.start[segment].item(), segments.length[segment].item()
-                assert torch.equal(sample[start : start + length].abs(), gaussian_pool(POOL_KEY, 2**10, length)[row].abs())
+                assert torch.equal(
+                    sample[start : start + length].abs(), gaussian_pool(POOL_KEY, 2**10, length)[row].abs()
+                )
         # A segment's K candidates take K distinct rows.
         for k_bits in (4, 10):
             all_rows = torch.stack([segments.rows(torch.full((15,), k), 2**k_bits) for k in range(2**k_bits)])

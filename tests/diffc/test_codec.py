@@ -218,7 +218,9 @@ class TestDenoiseAndConvenience:
     def test_one_step_denoise_is_the_x0_prediction(self, adapter):
         latent = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(3))
         expected, _ = adapter.predict_x0_and_epsilon(latent, torch.tensor(0.5), UNCONDITIONAL, 1.0)
-        torch.testing.assert_close(denoise(latent, 0.5, adapter, UNCONDITIONAL, 1.0, num_steps=1, progress=False), expected)
+        torch.testing.assert_close(
+            denoise(latent, 0.5, adapter, UNCONDITIONAL, 1.0, num_steps=1, progress=False), expected
+        )
 
     def test_flow_denoise_converges_to_the_exact_ode_map(self, adapter):
         # For Gaussian data the probability-flow ODE maps z_t to m + s / r (z_t - alpha m) exactly.
@@ -226,7 +228,10 @@ class TestDenoiseAndConvenience:
         alpha, sigma = (float(c) for c in adapter.alpha_sigma(torch.tensor(0.6, dtype=torch.float64)))
         exact = DATA_STD / math.sqrt(alpha**2 * DATA_STD**2 + sigma**2) * latent
         errors = [
-            (denoise(latent, 0.6, adapter, UNCONDITIONAL, 1.0, num_steps=num_steps, progress=False) - exact).abs().max().item()
+            (denoise(latent, 0.6, adapter, UNCONDITIONAL, 1.0, num_steps=num_steps, progress=False) - exact)
+            .abs()
+            .max()
+            .item()
             for num_steps in (4, 16, 64)
         ]
         # DDIM is a first-order solver: 4x the steps, about 4x less error.
@@ -244,7 +249,9 @@ class TestDenoiseAndConvenience:
         reconstruction = decompress(stream, adapter, num_denoise_steps=1, progress=False)
         assert reconstruction.shape == image.shape
         assert 0 <= reconstruction.min() and reconstruction.max() <= 1
-        expected = adapter.decode_latent(denoise(encoded.points[16].latent, SCHEDULE.time(16), adapter, UNCONDITIONAL, 1.0, 1))
+        expected = adapter.decode_latent(
+            denoise(encoded.points[16].latent, SCHEDULE.time(16), adapter, UNCONDITIONAL, 1.0, 1)
+        )
         assert torch.equal(reconstruction, expected)
 
     def test_mean_decode_is_the_unguided_one_step_posterior_mean_and_beats_the_flow_decode_in_mse(self, adapter):
@@ -254,7 +261,9 @@ class TestDenoiseAndConvenience:
             result = encode(image, adapter, stop_step=6, schedule=SCHEDULE, simulator=SIMULATOR, progress=False)
             (point,) = result.points
             mean = decompress(point.stream, adapter, method="mean", num_denoise_steps=25, progress=False)
-            expected = adapter.decode_latent(denoise(point.latent, point.t, adapter, UNCONDITIONAL, 1.0, 1, progress=False))
+            expected = adapter.decode_latent(
+                denoise(point.latent, point.t, adapter, UNCONDITIONAL, 1.0, 1, progress=False)
+            )
             assert torch.equal(mean, expected)
             flow = decompress(point.stream, adapter, method="flow", progress=False)
             mean_errors.append(float((mean - image).square().mean()))

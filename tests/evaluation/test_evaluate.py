@@ -139,8 +139,13 @@ def test_methods_that_differ_only_in_the_decode_share_one_encode_and_replay(tmp_
     images = list_images(make_images(tmp_path / "dataset", 2))
     adapter = CountingGaussianBackbone(std=0.5, patch_size=4)
     flow = gaussian_method(adapter)
-    mean = DiffCMethod("gaussian-mean", adapter, schedule=DiffCSchedule(num_steps=6),
-                       simulator=ChunkedPFRSimulator(max_chunk_bits=8), decode="mean")
+    mean = DiffCMethod(
+        "gaussian-mean",
+        adapter,
+        schedule=DiffCSchedule(num_steps=6),
+        simulator=ChunkedPFRSimulator(max_chunk_bits=8),
+        decode="mean",
+    )
     assert evaluate_images(images, [flow, mean], TARGET_BPPS, tmp_path / "out", progress=False) == 4
     assert adapter.encodes == 2
     assert len(replays) == 2 * len(TARGET_BPPS)  # one replay per image and cut, shared by both decodes
@@ -185,11 +190,19 @@ def test_resume_skips_finished_images_and_codes_new_ones(tmp_path):
     assert coded == 3
     # So are other settings of the method, and metrics the records lack.
     other_seed = gaussian_method(adapter, seed=1)
-    coded = evaluate_images(list_images(dataset), [other_seed], [0.6, 2.5], tmp_path / "out", resume=True,
-                            progress=False)
+    coded = evaluate_images(
+        list_images(dataset), [other_seed], [0.6, 2.5], tmp_path / "out", resume=True, progress=False
+    )
     assert coded == 3
-    coded = evaluate_images(list_images(dataset), [other_seed], [0.6, 2.5], tmp_path / "out", resume=True,
-                            perceptual_metrics={"mean-abs": lambda a, b: float((a - b).abs().mean())}, progress=False)
+    coded = evaluate_images(
+        list_images(dataset),
+        [other_seed],
+        [0.6, 2.5],
+        tmp_path / "out",
+        resume=True,
+        perceptual_metrics={"mean-abs": lambda a, b: float((a - b).abs().mean())},
+        progress=False,
+    )
     assert coded == 3
 
 
@@ -197,8 +210,15 @@ def test_shards_together_code_every_image_once(tmp_path):
     images = list_images(make_images(tmp_path / "dataset", 3))
     adapters = [CountingGaussianBackbone(std=0.5, patch_size=4) for _ in range(2)]
     for rank, adapter in enumerate(adapters):
-        evaluate_images(images, [gaussian_method(adapter)], TARGET_BPPS, tmp_path / "out", process_index=rank,
-                        num_processes=2, progress=False)
+        evaluate_images(
+            images,
+            [gaussian_method(adapter)],
+            TARGET_BPPS,
+            tmp_path / "out",
+            process_index=rank,
+            num_processes=2,
+            progress=False,
+        )
     assert [adapter.encodes for adapter in adapters] == [2, 1]
     assert all(record_path(tmp_path / "out", "gaussian", path.stem).is_file() for path in images)
 
@@ -210,8 +230,10 @@ def test_bad_requests_fail_with_a_message(tmp_path, capsys):
     assert "unknown baseline codec(s) nope" in capsys.readouterr().err
     assert main(["evaluate", str(dataset), "-o", out, "--bpp", "1"]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
-    assert main(["evaluate", str(dataset), "-o", out, "--bpp", "1", "--backbone", "gaussian", "--backbone",
-                 "gaussian"]) == 2
+    assert (
+        main(["evaluate", str(dataset), "-o", out, "--bpp", "1", "--backbone", "gaussian", "--backbone", "gaussian"])
+        == 2
+    )
     assert "--label" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing"), "-o", out, "--bpp", "1", "--baseline", "jpeg"]) == 2
     assert "not a directory" in capsys.readouterr().err
@@ -239,20 +261,61 @@ def test_accelerate_launch_shares_the_images_and_merges_the_results(tmp_path):
 def test_codec_sweep_runs_every_codec_on_every_backbone(tmp_path, capsys):
     dataset = make_images(tmp_path / "dataset", 2)
     output = tmp_path / "out"
-    argv = ["evaluate", str(dataset), "-o", str(output), "--bpp", "0.7", "2.5", "--codec", "diffc", "turbo-ddcm",
-            "--backbone", "gaussian", "--option", "std=0.5", "--decode", "flow", "mean", *FAST]
+    argv = [
+        "evaluate",
+        str(dataset),
+        "-o",
+        str(output),
+        "--bpp",
+        "0.7",
+        "2.5",
+        "--codec",
+        "diffc",
+        "turbo-ddcm",
+        "--backbone",
+        "gaussian",
+        "--option",
+        "std=0.5",
+        "--decode",
+        "flow",
+        "mean",
+        *FAST,
+    ]
     assert main(argv) == 0
     rows = read_rows(output)
     names = {row["method"] for row in rows}
-    assert names == {"cod_diffc-gaussian", "cod_diffc-gaussian-mean", "turbo-ddcm-gaussian", "turbo-ddcm-gaussian-mean"}
+    assert names == {
+        "cod_diffc-gaussian",
+        "cod_diffc-gaussian-mean",
+        "turbo-ddcm-gaussian",
+        "turbo-ddcm-gaussian-mean",
+    }
     for row in rows:
         assert float(row["bpp"]) <= float(row["target_bpp"])
-        stream = (output / "streams" / row["method"] / f"{row['image']}_bpp{float(row['target_bpp']):g}.cdc")
+        stream = output / "streams" / row["method"] / f"{row['image']}_bpp{float(row['target_bpp']):g}.cdc"
         codec = "turbo-ddcm" if row["method"].startswith("turbo") else "diffc"
         assert stream_codec(stream.read_bytes()) == codec
-    turbo = {(row["image"], row["target_bpp"], row["method"]): row["bytes"] for row in rows if "turbo" in row["method"]}
-    assert all(turbo[(image, target, "turbo-ddcm-gaussian")] == size  # flow and mean decode the same streams
-               for (image, target, method), size in turbo.items())
-    assert main(["evaluate", str(dataset), "-o", str(output), "--bpp", "1", "--codec", "jpeg",
-                 "--backbone", "gaussian"]) == 2
+    turbo = {
+        (row["image"], row["target_bpp"], row["method"]): row["bytes"] for row in rows if "turbo" in row["method"]
+    }
+    assert all(
+        turbo[(image, target, "turbo-ddcm-gaussian")] == size  # flow and mean decode the same streams
+        for (image, target, method), size in turbo.items()
+    )
+    assert (
+        main(["evaluate", str(dataset), "-o", str(output), "--bpp", "1", "--codec", "jpeg", "--backbone", "gaussian"])
+        == 2
+    )
     assert "unknown codec 'jpeg'" in capsys.readouterr().err
+
+
+def test_without_matplotlib_the_report_says_so_and_has_no_pictures(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # not installed
+    dataset = make_images(tmp_path / "dataset", 1)
+    argv = ["evaluate", str(dataset), "-o", str(tmp_path / "out"), "--bpp", "0.35", "1.2", "--baseline", "webp"]
+    argv += ["--backbone", "gaussian", "--option", "std=0.5", "--option", "patch_size=4", *FAST]
+    assert main(argv) == 0
+    assert not list((tmp_path / "out").glob("*.png"))
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "![" not in report and 'pip install "cod-diffc[plots]"' in report
+    assert "note: no RD plot or crops: matplotlib is not installed" in capsys.readouterr().out

@@ -79,8 +79,7 @@ def sample_crop() -> torch.Tensor:
 def test_the_cod_backbone_defaults_to_the_embedded_model_and_rate_buys_quality(sample_crop):
     adapter = load_backbone("cod")
     assert adapter.fingerprint() == load_backbone("cod", DEFAULT_EMBEDDED_MODEL).fingerprint()
-    result = encode(sample_crop, adapter, stop_step=[0, 8, 20], schedule=DiffCSchedule(num_steps=32),
-                    progress=False)
+    result = encode(sample_crop, adapter, stop_step=[0, 8, 20], schedule=DiffCSchedule(num_steps=32), progress=False)
     original = to_uint8(sample_crop)
     qualities = []
     for point in result.points:

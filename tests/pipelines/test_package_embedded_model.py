@@ -27,8 +27,17 @@ def test_a_latent_pipeline_takes_a_retrained_decoder_and_a_new_guidance_scale(tm
             parameter.add_(0.01)
     vae.save_pretrained(tmp_path / "decoder_retrained")
 
-    result = package(trained, "--vae", tmp_path / "decoder_retrained", "--guidance-scale", "1.0",
-                     "--output", tmp_path / "out", "--name", "cod-test")
+    result = package(
+        trained,
+        "--vae",
+        tmp_path / "decoder_retrained",
+        "--guidance-scale",
+        "1.0",
+        "--output",
+        tmp_path / "out",
+        "--name",
+        "cod-test",
+    )
     assert result.returncode == 0, result.stderr
     packaged = CodPipeline.from_pretrained(tmp_path / "out" / "cod-test")
     assert packaged.config.default_guidance_scale == 1.0

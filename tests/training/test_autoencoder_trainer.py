@@ -98,7 +98,10 @@ def test_a_frozen_encoder_started_from_a_run_keeps_the_average_of_that_run(make_
     first_average = AutoencoderKL.from_pretrained(tmp_path / "first" / "vae").state_dict()
     second = AutoencoderTrainer(
         make_config(
-            *AUTOENCODER, f"model.init_from={tmp_path / 'first'}", 'model.freeze=["vae.encoder."]', "run.max_steps=2",
+            *AUTOENCODER,
+            f"model.init_from={tmp_path / 'first'}",
+            'model.freeze=["vae.encoder."]',
+            "run.max_steps=2",
             output="second",
         )
     )
