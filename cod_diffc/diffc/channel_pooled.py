@@ -226,13 +226,16 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
         order = np.argsort(windows, kind="stable")  # segments grouped by window, in segment order within each
         sorted_windows = windows[order]
         run_starts = [0, *(np.flatnonzero(np.diff(sorted_windows)) + 1).tolist(), windows.size]
-        order_on_device = host_to_device(order, segment_mu.device)
-        sorted_mu = segment_mu[order_on_device]  # (s, w)
+        in_order = bool((order == np.arange(order.size)).all())  # always so with one window (K = M)
+        order_on_device = None if in_order else host_to_device(order, segment_mu.device)
+        sorted_mu = segment_mu if in_order else segment_mu[order_on_device]  # (s, w)
         sorted_scores = torch.empty(windows.size, num_candidates, device=segment_mu.device)  # (s, K)
         for start, end in zip(run_starts[:-1], run_starts[1:]):
             window = int(sorted_windows[start])
             window_rows = pool[window * num_candidates : (window + 1) * num_candidates]  # (K, w)
             sorted_scores[start:end] = sorted_mu[start:end] @ window_rows.T
+        if in_order:
+            return sorted_scores
         window_scores = torch.empty_like(sorted_scores)
         window_scores[order_on_device] = sorted_scores
         return window_scores

@@ -20,6 +20,7 @@ at time `t_n` (up to the channel simulator's truncation bias), which it denoises
 probability-flow ODE. One encode yields every rate: the stream is cut at the chosen stop step.
 """
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -42,6 +43,7 @@ from .bitstream import DiffCStream, read_stream, write_stream
 from .channel import ChannelSimulator, StepCode
 from .channel_pooled import PooledPFRSimulator
 from .channel_registry import channel_config, channel_from_config
+from .index_coding import StepCodeWriter
 
 
 DEFAULT_MAX_LATENT_ELEMENTS = 2**26
@@ -80,30 +82,36 @@ class EncodeResult:
         points (`list[RatePoint]`): One per requested stop step or target bpp, in request order.
         step_codes (`list[StepCode]`): The code of every step run.
         step_kl_bits (`list[float]`): `KL(q || p)` of every step run, in bits.
-        file_bytes (`list[int]`): Size of the whole file at stop step `n`, for `n = 0..len(step_codes)`.
         header ([`DiffCStream`]): The stream fields shared by every cut (its `stop_step` is 0).
         simulator ([`ChannelSimulator`]): The channel simulator that coded the steps.
         condition ([`~backbones.adapter.Condition`]): The backbone's condition of the image, equal to what a decoder
             loads from the side information.
+        writer ([`~diffc.index_coding.StepCodeWriter`]): The entropy coder of the step codes, holding every step.
     """
 
     points: list[RatePoint]
     step_codes: list[StepCode]
     step_kl_bits: list[float]
-    file_bytes: list[int]
     header: DiffCStream
     simulator: ChannelSimulator
     condition: Condition
+    writer: StepCodeWriter
 
     def stream(self, stop_step: int) -> bytes:
         """The file cut at `stop_step`, any step from 0 to `len(step_codes)`."""
         if not 0 <= stop_step <= len(self.step_codes):
             raise ValueError(f"stop step {stop_step} outside the encoded range [0, {len(self.step_codes)}]")
-        return _cut(self.header, self.step_codes, stop_step, self.simulator)
+        return _cut(self.header, self.writer, stop_step)
+
+    @functools.cached_property
+    def file_bytes(self) -> list[int]:
+        """Size of the whole file at stop step `n`, for `n = 0..len(step_codes)` (coded on first use: every cut
+        is coded in full, so this takes time quadratic in the steps)."""
+        return [len(self.stream(n)) for n in range(len(self.step_codes) + 1)]
 
     def bpp(self, stop_step: int) -> float:
         """Bits per pixel of the whole file cut at `stop_step`."""
-        return 8 * self.file_bytes[stop_step] / (self.header.height * self.header.width)
+        return 8 * len(self.stream(stop_step)) / (self.header.height * self.header.width)
 
 
 @dataclass(frozen=True)
@@ -149,16 +157,18 @@ def _initial_noise(seed: int, latent_shape: tuple[int, ...], device: torch.devic
     return seeded_normal(derive_key(seed, "diffc-initial-noise"), (1, *latent_shape), device)
 
 
-def _cut(header: DiffCStream, step_codes: Sequence[StepCode], stop_step: int, simulator: ChannelSimulator) -> bytes:
-    """The file of `header` cut after `stop_step` of `step_codes`."""
-    from .index_coding import encode_step_codes
-
+def _cut(header: DiffCStream, writer: StepCodeWriter, stop_step: int) -> bytes:
+    """The file of `header` cut after `stop_step` of the steps in `writer`."""
     if stop_step == 0:
         # Nothing coded: a condition-only stream, which is smaller and decodes to the same initial noise.
         return write_stream(replace(header, channel=None, schedule=None, encoding_guidance_scale=1.0))
-    return write_stream(
-        replace(header, stop_step=stop_step, step_codes=encode_step_codes(step_codes[:stop_step], simulator))
-    )
+    return write_stream(replace(header, stop_step=stop_step, step_codes=writer.to_bytes(stop_step)))
+
+
+def _max_cut_bytes(header: DiffCStream, writer: StepCodeWriter, stop_step: int) -> int:
+    """An upper bound of `len(_cut(header, writer, stop_step))` for `stop_step >= 1`, without rANS coding."""
+    placeholder = bytes(writer.max_bytes(stop_step))
+    return len(write_stream(replace(header, stop_step=stop_step, step_codes=placeholder)))
 
 
 @codec_precision
@@ -251,13 +261,14 @@ def encode(
         encoding_guidance_scale=guidance_scale,
     )
     bpp_per_byte = 8 / (height * width)
-    file_bytes = [len(_cut(header, [], 0, simulator))]
+    writer = StepCodeWriter(simulator)
+    smallest_bytes = len(_cut(header, writer, 0))
     if clamp_targets:
-        target_bpps = [max(target, file_bytes[0] * bpp_per_byte) for target in target_bpps]
-    if target_bpps and min(target_bpps) < file_bytes[0] * bpp_per_byte:
+        target_bpps = [max(target, smallest_bytes * bpp_per_byte) for target in target_bpps]
+    if target_bpps and min(target_bpps) < smallest_bytes * bpp_per_byte:
         raise ValueError(
             f"target bpp {min(target_bpps)} is below the smallest file this image and backbone allow "
-            f"({file_bytes[0] * bpp_per_byte:.6g} bpp: header and side information); achievable range "
+            f"({smallest_bytes * bpp_per_byte:.6g} bpp: header and side information); achievable range "
             f"starts there and grows with the stop step up to {schedule.num_steps}"
         )
 
@@ -279,15 +290,19 @@ def encode(
         code, sample = simulator.encode(mu, derive_key(seed, "diffc-step", n))
         previous_latent, latent = latent, p_mean + step.std * sample.view_as(latent)
         step_codes.append(code)
+        writer.append(code)
         step_kl.append(mu.double().square().sum())  # read back once, after the loop
-        file_bytes.append(len(_cut(header, step_codes, n + 1, simulator)))
 
         if n + 1 in stop_steps:
             latents[n + 1] = latent
-        for index, target in enumerate(target_bpps):
-            if index not in bpp_stops and file_bytes[-1] * bpp_per_byte > target:
-                bpp_stops[index] = n
-                latents[n] = previous_latent
+        # Code the file exactly only once its size bound reaches a pending target: it is below the rest otherwise.
+        pending = [index for index in range(len(target_bpps)) if index not in bpp_stops]
+        if pending and _max_cut_bytes(header, writer, n + 1) * bpp_per_byte > min(target_bpps[i] for i in pending):
+            size_bpp = len(_cut(header, writer, n + 1)) * bpp_per_byte
+            for index in pending:
+                if size_bpp > target_bpps[index]:
+                    bpp_stops[index] = n
+                    latents[n] = previous_latent
         if target_bpps and len(bpp_stops) == len(target_bpps):
             break
     step_kl_bits = (0.5 * torch.stack(step_kl) / math.log(2)).tolist() if step_kl else []
@@ -296,12 +311,13 @@ def encode(
             bpp_stops[index] = len(step_codes)
             latents[len(step_codes)] = latent
 
+    streams = {n: _cut(header, writer, n) for n in stop_steps + list(bpp_stops.values())}
     points = [
         RatePoint(
             stop_step=n,
             t=schedule.time(n),
-            stream=_cut(header, step_codes, n, simulator),
-            bpp=file_bytes[n] * bpp_per_byte,
+            stream=streams[n],
+            bpp=len(streams[n]) * bpp_per_byte,
             kl_bits=math.fsum(step_kl_bits[:n]),
             latent=latents[n],
         )
@@ -311,10 +327,10 @@ def encode(
         points=points,
         step_codes=step_codes,
         step_kl_bits=step_kl_bits,
-        file_bytes=file_bytes,
         header=header,
         simulator=simulator,
         condition=condition,
+        writer=writer,
     )
 
 

@@ -170,8 +170,91 @@ def _chunk_candidate_bits(layout: "ChunkLayout") -> list[int]:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _symbol_bits(model: tuple) -> tuple[float, ...]:
+    """What rANS spends on each symbol of `model`: `-log2` of its quantised probability."""
+    cdf = _quantized_cdf(model)
+    return tuple(_CDF_PRECISION - math.log2(high - low) for low, high in zip(cdf[:-1], cdf[1:]))
+
+
+class StepCodeWriter:
+    r"""Codes a growing sequence of step codes into one rANS byte string, any prefix of it on demand.
+
+    Each step's symbols are worked out once, when it is appended, so coding a prefix costs only CompressAI's rANS
+    pass over it; and [`max_bytes`] bounds a prefix's coded size without coding it, from what rANS spends on each
+    symbol (`-log2` of its quantised probability) plus the final 8-byte state. An encoder that needs exact sizes
+    only near a target rate codes only there.
+
+    Args:
+        simulator (`ChannelSimulator`): gives each `kl_code`'s chunk layout (the decoder needs the same one).
+    """
+
+    def __init__(self, simulator: "ChannelSimulator"):
+        self.simulator = simulator
+        self._tables = _CdfTables()
+        self._symbols: list[int] = []
+        self._slots: list[int] = []
+        self._step_ends = [0]  # symbols of steps 0..n-1 end at _step_ends[n]
+        self._coded_bits = [0.0]  # rANS cost of the symbols of steps 0..n-1
+        self._previous: int | None = None
+
+    @property
+    def num_steps(self) -> int:
+        return len(self._step_ends) - 1
+
+    def append(self, code: "StepCode") -> None:
+        """Adds the next step's code (checked against its layout)."""
+        layout = self.simulator.check_code(code)
+        step_bits = self._add(code.kl_code, ("kl", self._previous, self.simulator.max_kl_code))
+        self._previous = code.kl_code
+        exponent = layout.zipf_exponent
+        lengths = [index.bit_length() for index in code.indices]
+        for length, candidate_bits in zip(lengths, _chunk_candidate_bits(layout)):
+            step_bits += self._add(length, ("length", candidate_bits, exponent))
+        for index, length in zip(code.indices, lengths):
+            remainder = index - (1 << (length - 1)) if length else 0
+            for piece_bits in _remainder_piece_bits(length):
+                step_bits += self._add(remainder & ((1 << piece_bits) - 1), ("uniform", piece_bits))
+                remainder >>= piece_bits
+        self._step_ends.append(len(self._symbols))
+        self._coded_bits.append(self._coded_bits[-1] + step_bits)
+
+    def _add(self, symbol: int, model: tuple) -> float:
+        """Appends `symbol` of `model` and returns what rANS spends on it (bits)."""
+        self._symbols.append(symbol)
+        self._slots.append(self._tables.slot(model))
+        return _symbol_bits(model)[symbol]
+
+    def max_bytes(self, num_steps: int) -> int:
+        """An upper bound of `len(to_bytes(num_steps))`, without coding: what rANS spends on the symbols (bits, rounded
+        up to bytes), its final 8-byte state and 4 bytes of slack for the rANS arithmetic."""
+        return math.ceil(self._coded_bits[num_steps] / 8) + 12 if num_steps else 0
+
+    def to_bytes(self, num_steps: int | None = None) -> bytes:
+        """The rANS stream of the first `num_steps` steps (all by default; empty for none)."""
+        BufferedRansEncoder = _compressai_module("compressai.ans").BufferedRansEncoder
+
+        num_steps = self.num_steps if num_steps is None else num_steps
+        if not 0 <= num_steps <= self.num_steps:
+            raise ValueError(f"num_steps {num_steps} outside [0, {self.num_steps}]")
+        if num_steps == 0:
+            return b""
+        end = self._step_ends[num_steps]
+        symbols, slots = self._symbols[:end], self._slots[:end]
+        # CompressAI's encoder sizes its output buffer by the number of symbols (one 32-bit word each), but flushing
+        # writes the 64-bit state on top: with fewer than 4 symbols of up to 16 bits each it overruns the buffer and
+        # corrupts the heap. Free trailing symbols (probability ~1, never decoded) keep the count safe.
+        padding = max(0, _MIN_RANS_SYMBOLS - len(symbols))
+        symbols += [0] * padding
+        slots += [self._tables.slot(("uniform", 0))] * padding
+        encoder = BufferedRansEncoder()
+        tables = self._tables
+        encoder.encode_with_indexes(symbols, slots, tables.cdfs, tables.cdf_sizes, tables.offsets)
+        return encoder.flush()
+
+
 def encode_step_codes(codes: Sequence["StepCode"], simulator: "ChannelSimulator") -> bytes:
-    r"""Codes a sequence of step codes into one rANS byte string.
+    r"""Codes a sequence of step codes into one rANS byte string ([`StepCodeWriter`] in one go).
 
     Args:
         codes (`Sequence[StepCode]`): the steps, in stream order.
@@ -180,39 +263,10 @@ def encode_step_codes(codes: Sequence["StepCode"], simulator: "ChannelSimulator"
     Returns:
         `bytes`: the rANS stream (empty for no steps).
     """
-    BufferedRansEncoder = _compressai_module("compressai.ans").BufferedRansEncoder
-
-    if len(codes) == 0:
-        return b""
-    tables = _CdfTables()
-    symbols: list[int] = []
-    slots: list[int] = []
-    previous = None
+    writer = StepCodeWriter(simulator)
     for code in codes:
-        layout = simulator.check_code(code)
-        symbols.append(code.kl_code)
-        slots.append(tables.slot(("kl", previous, simulator.max_kl_code)))
-        previous = code.kl_code
-        exponent = layout.zipf_exponent
-        lengths = [index.bit_length() for index in code.indices]
-        for length, candidate_bits in zip(lengths, _chunk_candidate_bits(layout)):
-            symbols.append(length)
-            slots.append(tables.slot(("length", candidate_bits, exponent)))
-        for index, length in zip(code.indices, lengths):
-            remainder = index - (1 << (length - 1)) if length else 0
-            for piece_bits in _remainder_piece_bits(length):
-                symbols.append(remainder & ((1 << piece_bits) - 1))
-                slots.append(tables.slot(("uniform", piece_bits)))
-                remainder >>= piece_bits
-    # CompressAI's encoder sizes its output buffer by the number of symbols (one 32-bit word each), but flushing
-    # writes the 64-bit state on top: with fewer than 4 symbols of up to 16 bits each it overruns the buffer and
-    # corrupts the heap. Free trailing symbols (probability ~1, never decoded) keep the count safe.
-    padding = max(0, _MIN_RANS_SYMBOLS - len(symbols))
-    symbols += [0] * padding
-    slots += [tables.slot(("uniform", 0))] * padding
-    encoder = BufferedRansEncoder()
-    encoder.encode_with_indexes(symbols, slots, tables.cdfs, tables.cdf_sizes, tables.offsets)
-    return encoder.flush()
+        writer.append(code)
+    return writer.to_bytes()
 
 
 def decode_step_codes(data: bytes, num_steps: int, simulator: "ChannelSimulator") -> list["StepCode"]:

@@ -11,6 +11,7 @@ from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.diffc.bitstream import StreamMode, read_stream
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
 from cod_diffc.diffc.codec import compress, decode, decompress, encode
+from cod_diffc.diffc.index_coding import StepCodeWriter
 from cod_diffc.errors import StreamError
 
 
@@ -121,6 +122,21 @@ class TestTargetBpp:
             assert point.bpp <= target
             assert point.stream == encoded.points[expected].stream
             assert torch.equal(point.latent, encoded.points[expected].latent)
+
+    def test_only_cuts_near_the_target_are_entropy_coded(self, adapter, image, encoded, monkeypatch):
+        coded_cuts = []
+        code_prefix = StepCodeWriter.to_bytes
+        monkeypatch.setattr(
+            StepCodeWriter,
+            "to_bytes",
+            lambda writer, num_steps=None: coded_cuts.append(num_steps) or code_prefix(writer, num_steps),
+        )
+        target = 8 * encoded.file_bytes[-1] / (image.shape[2] * image.shape[3]) - 0.01
+        result = encode(
+            image, adapter, target_bpp=target, schedule=SCHEDULE, seed=7, simulator=SIMULATOR, progress=False
+        )
+        assert result.points[0].stop_step == SCHEDULE.num_steps - 1
+        assert len(coded_cuts) <= 4, coded_cuts  # not one per step: the steps far below the target are bounded
 
     def test_target_below_the_smallest_file_raises_with_the_achievable_range(self, adapter, image, encoded):
         smallest_bpp = encoded.points[0].bpp

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cod_diffc.diffc.channel import ChunkedPFRSimulator, StepCode
-from cod_diffc.diffc.index_coding import decode_step_codes, encode_step_codes
+from cod_diffc.diffc.index_coding import StepCodeWriter, decode_step_codes, encode_step_codes
 from cod_diffc.errors import StreamError
 
 
@@ -114,3 +114,33 @@ def test_streams_of_very_few_symbols_round_trip(num_steps):
     codes = [StepCode(0, ())] * num_steps
     data = encode_step_codes(codes, simulator)
     assert decode_step_codes(data, num_steps, simulator) == codes
+
+
+class TestStepCodeWriter:
+    @pytest.mark.parametrize("zipf", [True, False])
+    def test_every_prefix_is_what_encode_step_codes_gives_and_fits_its_bound(self, zipf):
+        codes = _random_codes(40, seed=3, zipf=zipf)
+        codes.insert(5, StepCode(0, ()))  # a step that sends nothing
+        writer = StepCodeWriter(SIMULATOR)
+        for code in codes:
+            writer.append(code)
+        for num_steps in range(len(codes) + 1):
+            coded = writer.to_bytes(num_steps)
+            assert coded == encode_step_codes(codes[:num_steps], SIMULATOR)
+            # The bound is what rANS spends on the symbols plus its 8-byte state and a word of slack.
+            assert len(coded) <= writer.max_bytes(num_steps) <= len(coded) + 12
+
+    @given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.booleans())
+    @settings(max_examples=40, deadline=None)
+    def test_the_bound_holds_for_any_codes(self, seed, num_steps, zipf):
+        codes = _random_codes(num_steps, seed=seed, zipf=zipf)
+        writer = StepCodeWriter(SIMULATOR)
+        for code in codes:
+            writer.append(code)
+        assert len(writer.to_bytes()) <= writer.max_bytes(num_steps)
+
+    def test_prefixes_outside_the_steps_are_refused(self):
+        writer = StepCodeWriter(SIMULATOR)
+        writer.append(StepCode(0, ()))
+        with pytest.raises(ValueError, match="outside"):
+            writer.to_bytes(2)
