@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from kodak import KODAK, kodak_centre_crop
+from kodak import KODAK, kodak_centre_crop, require_kodak
 from timing import clock
 
 from cod_diffc import CodPipeline
@@ -259,6 +259,8 @@ def main() -> None:
     if args.worker is not None:
         print(json.dumps(embedded_run(args.worker[0], int(args.worker[1]), args.device, dtype)))
         return
+    if args.embedded or args.released:
+        require_kodak()  # before building a model, not after
     rows = []
     extra = {}
     if args.embedded:

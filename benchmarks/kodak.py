@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,17 @@ import torch
 from cod_diffc.image_files import load_image, save_image
 
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+KODAK = Path(os.environ.get("COD_DIFFC_KODAK_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"))
+"""The 24 Kodak PNGs: `../shared/data/kodak/` beside the project, or the folder `COD_DIFFC_KODAK_DIR` names."""
+
+
+def require_kodak() -> None:
+    """Exits with a message naming the folder if the Kodak images are not there (call it before any slow set-up)."""
+    if len(list(KODAK.glob("kodim*.png"))) != 24:
+        raise SystemExit(
+            f"error: the 24 Kodak images (kodim01.png ... kodim24.png) are not in {KODAK}; copy them there or set "
+            "COD_DIFFC_KODAK_DIR to their folder"
+        )
 
 
 def kodak_centre_crop(name: str, size: int) -> torch.Tensor:
@@ -22,9 +33,8 @@ def kodak_centre_crop(name: str, size: int) -> torch.Tensor:
 
 def write_kodak_centre_crops(size: int, folder: Path) -> Path:
     """Writes the `size` x `size` centre crops of all 24 Kodak images to `folder` as PNG (lossless)."""
+    require_kodak()
     names = sorted(path.stem for path in KODAK.glob("kodim*.png"))
-    if len(names) != 24:
-        raise SystemExit(f"error: expected the 24 Kodak images in {KODAK}, found {len(names)}")
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         save_image(folder / f"{name}.png", kodak_centre_crop(name, size))

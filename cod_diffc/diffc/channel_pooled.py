@@ -247,9 +247,11 @@ class PooledPFRSimulator(ChunkedChannelSimulator):
         every device (a scatter-add such as `index_add_` sums in whatever order a GPU's atomics land)."""
         bounds = np.asarray(first_segment, dtype=np.int64) - first_segment[0]
         starts, counts = bounds[:-1], np.diff(bounds)  # (G,), (G,)
+        if (counts == 1).all():  # one segment per chunk: the scores are the segments' rows
+            return segment_scores
         device = segment_scores.device
-        scores = torch.zeros(counts.size, segment_scores.shape[1], device=device)  # (G, K)
-        for position in range(int(counts.max())):
+        scores = segment_scores[host_to_device(starts, device)]  # (G, K): every chunk's first segment
+        for position in range(1, int(counts.max())):
             chunks = np.flatnonzero(counts > position)
             rows = segment_scores[host_to_device(starts[chunks] + position, device)]  # (g, K)
             if chunks.size == counts.size:
