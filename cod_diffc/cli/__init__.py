@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line with `argv` (defaults to `sys.argv[1:]`) and returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line as given, for records of the run
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)

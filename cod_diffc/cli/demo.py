@@ -52,10 +52,12 @@ def _square(image, size: int):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    import cod_diffc
     from cod_diffc.backbones import load_backbone
     from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
     from cod_diffc.diffc import decompress, encode
-    from cod_diffc.evaluation.metrics import psnr, to_uint8
+    from cod_diffc.evaluation.html_report import single_image_data, write_page
+    from cod_diffc.evaluation.metrics import ms_ssim, psnr, to_uint8
     from cod_diffc.image_files import atomic_write, load_image, save_image
     from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     original = to_uint8(image)
     save_image(args.output / "original.png", original)
-    panels, rows = [original], []
+    panels, rows, page_points = [original], [], []
     for stop_step, stream in points:
         name = "condition_only" if stop_step == 0 else f"step{stop_step}"
         atomic_write(args.output / f"{name}.cdc", stream)
@@ -100,6 +102,16 @@ def run(args: argparse.Namespace) -> int:
         panels.append(reconstruction)
         bpp = 8 * len(stream) / (args.size * args.size)
         rows.append((name, len(stream), bpp, psnr(original, reconstruction), decode_seconds))
+        page_points.append(
+            {
+                "bytes": len(stream),
+                "bpp": bpp,
+                "psnr": rows[-1][3],
+                "msssim": ms_ssim(original, reconstruction),
+                "png": f"{name}.png",
+                "stream": f"{name}.cdc",
+            }
+        )
 
     save_image(args.output / "side_by_side.png", np.concatenate(panels, axis=1))
     print(f"encode (one pass for every rate): {encode_seconds:.1f} s")
@@ -107,4 +119,7 @@ def run(args: argparse.Namespace) -> int:
     for name, size, bpp, quality, seconds in rows:
         print(f"{name:<16}{size:>8}{bpp:>9.4f}{quality:>9.2f}{seconds:>10.1f}")
     print(f"wrote {args.output}/side_by_side.png (original, then the rows above from left to right)")
+    run = {"command": " ".join(["cod-diffc", *args.argv]), "version": cod_diffc.__version__}
+    data = single_image_data("cod-diffc demo", run, sample.stem, "original.png", "DiffC on CoD", page_points)
+    print(f"wrote {write_page(args.output / 'index.html', data)} (compare the pictures in a browser)")
     return 0

@@ -179,6 +179,7 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
+    from cod_diffc.evaluation.html_report import write_originals, write_run_info, write_run_page
     from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim_scales
     from cod_diffc.evaluation.report import plot_rd, write_report
     from cod_diffc.evaluation.sweep import (
@@ -220,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         perceptual_metrics=perceptual_metrics,
         resume=args.resume,
-        keep_reconstructions=[crop_image],
+        keep_reconstructions=[path.stem for path in images],  # every picture, for the comparison page
         process_index=state.process_index,
         num_processes=state.num_processes,
         progress=not args.no_progress,
@@ -256,7 +257,11 @@ def run(args: argparse.Namespace) -> int:
         crops_name=crops_name,
         crop_caption=f"of {crop_image} at target {crop_bpp:g} bpp",
     )
+    write_originals(args.output, images)
+    write_run_info(args.output, command=args.argv, anchor=args.anchor or method_names[0], device=str(device))
+    write_run_page(args.output)
     print(f"evaluated {len(images)} image(s), {coded} (method, image) pair(s) coded by this process; {args.output}")
+    print(f"comparison page: {args.output / 'index.html'}")
     for note in notes:
         print(f"note: {note}")
     return 0
