@@ -84,7 +84,7 @@ function clampPan() {
 function layout() {
   const viewer = $("viewer");
   if (state.width) {
-    viewer.style.width = `${Math.floor(state.width * fitScale())}px`;
+    viewer.parentElement.style.width = viewer.style.width = `${Math.floor(state.width * fitScale())}px`;
     viewer.style.height = `${Math.floor(state.height * fitScale())}px`;
   }
   clampPan();
