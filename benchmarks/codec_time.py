@@ -1,9 +1,10 @@
 """Time DiffC compress + decompress per image, on the CPU or a GPU.
 
     python benchmarks/codec_time.py              # tiny CoD models (random weights), random images
-    python benchmarks/codec_time.py --embedded --sizes 256 512 --compare-tree /tmp/before
+    python benchmarks/codec_time.py --embedded --sizes 256 512 --compare-tree /tmp/before [--repeat 3]
                                                  # the default embedded model, Kodak centre crops, 0.05 bpp, side by
-                                                 # side with an earlier commit (git worktree add /tmp/before COMMIT)
+                                                 # side with an earlier commit (git worktree add /tmp/before COMMIT),
+                                                 # every image timed --repeat times on a noisy machine
     python benchmarks/codec_time.py --released --device cuda --dtype bfloat16
                                                  # released-size cod-pixel-xl (random weights), 512x512 crops
 
@@ -248,6 +249,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[512], help="crop sides of --embedded (default 512)")
     parser.add_argument(
+        "--repeat", type=int, default=1, help="with --embedded: time every image this many times (medians over all)"
+    )
+    parser.add_argument(
         "--compare-tree",
         type=Path,
         help="with --embedded: a checkout of an earlier commit (e.g. `git worktree add /tmp/before COMMIT`), timed "
@@ -268,9 +272,10 @@ def main() -> None:
         extra["trees"] = {label: commit_of(tree or ROOT) for label, tree in trees.items()}
         for size in args.sizes:
             runs: dict[str, list[dict]] = {label: [] for label in trees}
-            for name in KODAK_IMAGES:
-                for label, tree in trees.items():  # interleaved, so both see the same machine load
-                    runs[label].append(run_in_tree(tree, name, size, args))
+            for _ in range(args.repeat):
+                for name in KODAK_IMAGES:
+                    for label, tree in trees.items():  # interleaved, so both see the same machine load
+                        runs[label].append(run_in_tree(tree, name, size, args))
             for label in trees:
                 fields = {"tree": label, "model": DEFAULT_EMBEDDED_MODEL, "image_size": size, "images": KODAK_IMAGES}
                 rows.append(median_row(runs[label], target_bpp=KODAK_TARGET_BPP, per_image=runs[label], **fields))

@@ -10,7 +10,7 @@ import sys
 from types import ModuleType
 
 
-EXTRA_OF_MODULE = {"matplotlib": "plots", "imagecodecs": "codecs", "transformers": "sd"}
+EXTRA_OF_MODULE = {"matplotlib": "plots", "imagecodecs": "codecs", "transformers": "sd", "torchmetrics": "metrics"}
 """The extra (`pip install "cod-diffc[EXTRA]"`) that installs each optional module."""
 
 

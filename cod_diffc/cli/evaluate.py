@@ -14,7 +14,7 @@ from pathlib import Path
 from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments, int_in_range
 
 
-FID_NOTE = "FID/KID: not computed (this command reports full-reference metrics only)"
+FID_NOTE = "FID/KID: not computed (pass --metrics fid kid)"
 
 
 class _BackboneAction(argparse.Action):
@@ -85,6 +85,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--steps", type=int_in_range(1), default=None, help="schedule length of every codec (default: each codec's)"
     )
     add_coder_arguments(parser)
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=("fid", "kid"),
+        default=[],
+        help="distribution metrics over overlapping 64x64 patches, as CoD's and DDCM's papers report them (needs "
+        "torchmetrics, torch-fidelity and its Inception weights in torch's hub cache)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness")
     parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
     parser.add_argument("--denoise-guidance-scale", type=float, default=None, help="guidance the decoder uses")
@@ -179,6 +187,7 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
+    from cod_diffc.evaluation.distribution_metrics import add_distribution_scores, load_distribution_metrics
     from cod_diffc.evaluation.html_report import write_originals, write_run_info, write_run_page
     from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim_scales
     from cod_diffc.evaluation.report import plot_rd, write_report
@@ -212,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     if args.anchor is not None and args.anchor not in method_names:
         raise ValueError(f"--anchor {args.anchor!r} is not among the methods {', '.join(method_names)}")
     perceptual_metrics, perceptual_notes = load_perceptual_metrics(device)
-    notes += perceptual_notes + [FID_NOTE]
+    distribution_metrics, distribution_notes = load_distribution_metrics(args.metrics)
+    notes += perceptual_notes + distribution_notes + ([] if args.metrics else [FID_NOTE])
 
     coded = evaluate_images(
         images,
@@ -232,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
 
     records = {method.name: load_records(args.output, method.name, images) for method in methods}
     results = [compressai_results(method.name, method.description, records[method.name]) for method in methods]
+    if distribution_metrics is not None:
+        add_distribution_scores(distribution_metrics, results, args.output, images, target_bpps)
     for result in results:
         atomic_write(args.output / f"{result['name']}.json", (json.dumps(result, indent=2) + "\n").encode())
     write_per_image_csv(args.output / "per_image.csv", records)

@@ -384,7 +384,7 @@ class CodPipeline(DiffusionPipeline):
         timestep = sigma.to(torch.promote_types(sample.dtype, torch.float32)).expand(sample.shape[0])
         conditional = self.transformer(sample, timestep, condition).sample
         low, high = self.config.guidance_interval
-        if not (low < float(sigma) < high) or guidance_scale == 1.0:
+        if guidance_scale == 1.0 or not (low < float(sigma) < high):  # the read of sigma waits for the device
             return conditional
         unconditional = self.transformer(sample, timestep, null_condition).sample
         return unconditional + guidance_scale * (conditional - unconditional)

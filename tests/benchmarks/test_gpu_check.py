@@ -20,5 +20,6 @@ def test_the_gpu_check_runs_on_the_cpu(tmp_path):
     for codec in ("diffc", "turbo-ddcm"):
         round_trip = report[f"round_trip_{codec}"]
         assert round_trip["same_bytes_twice"] and round_trip["bytes"] > 0 and round_trip["psnr"] > 15
+        assert round_trip["cpu_decode_identical"]  # the device is the CPU here: the same decoder, the same picture
     assert report["coder_step"]["kl_1000_bits_s"] > 0
     assert report["released_forward"]["float32_finite"] and report["released_forward"]["bfloat16_finite"]

@@ -6,10 +6,11 @@ import re
 import shutil
 
 import pytest
-from test_evaluate import FAST, make_images
 
 from cod_diffc.cli import main
 from cod_diffc.evaluation.html_report import read_run
+
+from test_evaluate import FAST, make_images
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
