@@ -17,9 +17,9 @@ def _version() -> str:
         return importlib.metadata.version("cod_diffc")  # one source of truth: pyproject.toml
     except importlib.metadata.PackageNotFoundError:
         pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        found = (
-            re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.MULTILINE) if pyproject.is_file() else None
-        )
+        text = pyproject.read_text() if pyproject.is_file() else ""
+        project = text.split("[project]", 1)[1].split("\n[", 1)[0] if "[project]" in text else ""  # its table only
+        found = re.search(r'^version = "([^"+]+)"', project, re.MULTILINE)
         return f"{found.group(1)}+source" if found else "0+unknown"
 
 

@@ -36,5 +36,5 @@ def require(module: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         raise MissingDependencyError(
-            f'{purpose} needs the `{module}` package: pip install "cod-diffc[{EXTRA_OF_MODULE[module]}]"'
+            f'{purpose} needs the `{module}` package: pip install "cod-diffc[{EXTRA_OF_MODULE.get(module, "all")}]"'
         ) from error

@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     if args.anchor is not None and args.anchor not in method_names:
         raise ValueError(f"--anchor {args.anchor!r} is not among the methods {', '.join(method_names)}")
     perceptual_metrics, perceptual_notes = load_perceptual_metrics(device)
-    distribution_metrics, distribution_notes = load_distribution_metrics(args.metrics)
+    distribution_metrics, distribution_notes = load_distribution_metrics(args.metrics, device=device)
     notes += perceptual_notes + distribution_notes + ([] if args.metrics else [FID_NOTE])
 
     coded = evaluate_images(
@@ -243,7 +243,10 @@ def run(args: argparse.Namespace) -> int:
     records = {method.name: load_records(args.output, method.name, images) for method in methods}
     results = [compressai_results(method.name, method.description, records[method.name]) for method in methods]
     if distribution_metrics is not None:
-        add_distribution_scores(distribution_metrics, results, args.output, images, target_bpps)
+        try:
+            add_distribution_scores(distribution_metrics, results, args.output, images, target_bpps)
+        except ValueError as error:  # e.g. images smaller than a patch: the rest of the run stands
+            notes.append(f"fid/kid: skipped, {error}")
     for result in results:
         atomic_write(args.output / f"{result['name']}.json", (json.dumps(result, indent=2) + "\n").encode())
     write_per_image_csv(args.output / "per_image.csv", records)

@@ -52,16 +52,30 @@ def check_codec_device(device: torch.device | str) -> torch.device:
 
 @contextlib.contextmanager
 def tf32_disabled() -> Iterator[None]:
-    """TF32 off for CUDA matrix products and cuDNN while inside (unless `COD_DIFFC_ALLOW_TF32=1`); restored after."""
+    """TF32 off for CUDA matrix products and cuDNN while inside (unless `COD_DIFFC_ALLOW_TF32=1`); restored after.
+
+    Uses whichever of torch's two switches the user set: the `allow_tf32` flags, or the `fp32_precision` settings of
+    newer torch (which refuses a mix of the two).
+    """
     if os.environ.get("COD_DIFFC_ALLOW_TF32") == "1":
         yield
         return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    try:
+        saved = matmul.allow_tf32, cudnn.allow_tf32
+    except RuntimeError:  # TF32 was set through fp32_precision: stay with that API
+        saved_precision = matmul.fp32_precision, cudnn.conv.fp32_precision
+        matmul.fp32_precision = cudnn.conv.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, cudnn.conv.fp32_precision = saved_precision
+        return
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 def codec_precision(function: _Function) -> _Function:

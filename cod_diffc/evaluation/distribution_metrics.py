@@ -47,7 +47,7 @@ def inception_weights_path() -> Path:
 
 
 def load_distribution_metrics(
-    names: Sequence[str], feature: torch.nn.Module | None = None
+    names: Sequence[str], feature: torch.nn.Module | None = None, device: torch.device | str = "cpu"
 ) -> tuple[PatchDistributionMetrics | None, list[str]]:
     """The patch FID / KID of `names` (a subset of `("fid", "kid")`), and one note per metric that is skipped.
 
@@ -55,6 +55,7 @@ def load_distribution_metrics(
         names (`Sequence[str]`): Which metrics.
         feature (`torch.nn.Module`, *optional*): A feature extractor (uint8 `(N, 3, h, w)` → `(N, d)`) instead of
             Inception v3, e.g. a small network in tests.
+        device (`torch.device` or `str`, defaults to `"cpu"`): Where the features are computed.
     """
     names = [name for name in DISTRIBUTION_METRICS if name in names]
     if not names:
@@ -66,7 +67,7 @@ def load_distribution_metrics(
         reason = f"the Inception weights are not installed ({inception_weights_path()})"
     if reason is not None:
         return None, [f"{name}: skipped, {reason}" for name in names]
-    return PatchDistributionMetrics(names, feature), []
+    return PatchDistributionMetrics(names, feature, device), []
 
 
 class PatchDistributionMetrics:
@@ -78,9 +79,12 @@ class PatchDistributionMetrics:
     Args:
         names (`Sequence[str]`): `"fid"` and/or `"kid"`.
         feature (`torch.nn.Module`, *optional*): Feature extractor instead of torchmetrics' Inception v3.
+        device (`torch.device` or `str`, defaults to `"cpu"`): Where the features are computed.
     """
 
-    def __init__(self, names: Sequence[str], feature: torch.nn.Module | None = None):
+    def __init__(
+        self, names: Sequence[str], feature: torch.nn.Module | None = None, device: torch.device | str = "cpu"
+    ):
         from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
         from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -96,6 +100,9 @@ class PatchDistributionMetrics:
             self.metrics["kid"] = KernelInceptionDistance(
                 feature=feature, reset_real_features=False, subset_size=_KID_SUBSET_SIZE
             )
+        for metric in self.metrics.values():
+            metric.to(device)
+        self.device = torch.device(device)
         self.num_original_patches = 0
 
     @property
@@ -107,7 +114,7 @@ class PatchDistributionMetrics:
     def add_originals(self, images: Iterable[np.ndarray]) -> None:
         """Adds the patches of the `(H, W, 3)` uint8 originals to the reference set."""
         for image in images:
-            patches = image_patches(image)
+            patches = image_patches(image).to(self.device)
             self.num_original_patches += len(patches)
             for metric in self.metrics.values():
                 metric.update(patches, real=True)
@@ -117,7 +124,7 @@ class PatchDistributionMetrics:
         """FID (and KID, the mean over random subsets) of the reconstructions' patches against the originals'."""
         num_patches = 0
         for image in reconstructions:
-            patches = image_patches(image)
+            patches = image_patches(image).to(self.device)
             num_patches += len(patches)
             for metric in self.metrics.values():
                 metric.update(patches, real=False)
@@ -127,7 +134,9 @@ class PatchDistributionMetrics:
         for name, metric in self.metrics.items():
             if name == "kid":
                 metric.subset_size = min(_KID_SUBSET_SIZE, num_patches, self.num_original_patches)
-                scores[name] = float(metric.compute()[0])
+                with torch.random.fork_rng(devices=[]):  # KID's random subsets: the same on every run
+                    torch.manual_seed(0)
+                    scores[name] = float(metric.compute()[0])
             else:
                 scores[name] = float(metric.compute())
             metric.reset()  # drops the reconstructions' features only (reset_real_features=False)

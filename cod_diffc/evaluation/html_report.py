@@ -19,12 +19,14 @@ system); pictures stay the run's PNG files, linked by relative path, so they are
 from __future__ import annotations
 
 import csv
+import glob
 import html
 import importlib.resources
 import json
 import math
 import os
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Sequence
@@ -66,7 +68,7 @@ def read_run(run_dir: str | Path, anchor: str | None = None) -> dict:
         for row in csv.DictReader(file):
             method, image, target = row["method"], row["image"], float(row["target_bpp"])
             picture = reconstruction_path(run_dir, method, image, target)
-            streams = sorted((run_dir / "streams" / method).glob(f"{image}_{rate_label(target)}.*"))
+            streams = sorted((run_dir / "streams" / method).glob(f"{glob.escape(image)}_{rate_label(target)}.*"))
             points.setdefault(method, {}).setdefault(image, []).append(
                 {
                     "target": target,
@@ -138,14 +140,16 @@ def write_page(path: str | Path, data: dict) -> Path:
     """
     assets = importlib.resources.files("cod_diffc.evaluation") / "report_page"
     template = (assets / "page.html").read_text(encoding="utf-8")
-    # JSON inside <script>: "</" would end the element, so it is written "<\/" (the same string to JSON).
-    payload = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
-    page = (
-        template.replace("{{title}}", html.escape(data["title"]))
-        .replace("{{style}}", (assets / "page.css").read_text(encoding="utf-8"))
-        .replace("{{script}}", (assets / "page.js").read_text(encoding="utf-8"))
-        .replace("{{data}}", payload)
-    )
+    # JSON inside <script>: every "<" is written as the escape \u003c (the same string to JSON), so no name can end
+    # the element or open an HTML comment there.
+    payload = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
+    fields = {
+        "title": html.escape(data["title"]),
+        "style": (assets / "page.css").read_text(encoding="utf-8"),
+        "script": (assets / "page.js").read_text(encoding="utf-8"),
+        "data": payload,
+    }
+    page = re.sub(r"\{\{(\w+)\}\}", lambda match: fields[match.group(1)], template)  # one pass: no field is re-read
     atomic_write(Path(path), page.encode("utf-8"))
     return Path(path)
 

@@ -60,6 +60,30 @@ def test_codecs_run_with_tf32_off_and_restore_the_users_setting(tf32_on):
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
 
 
+def test_tf32_set_through_fp32_precision_is_turned_off_through_it_too():
+    """Newer torch refuses a mix of `allow_tf32` and `fp32_precision`: the codecs use the API the user used."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "tf32"
+    try:
+        seen = []
+
+        class PrecisionRecordingBackbone(GaussianBackbone):
+            def predict_x0_and_epsilon(self, *args, **kwargs):
+                seen.append((matmul.fp32_precision, conv.fp32_precision))
+                return super().predict_x0_and_epsilon(*args, **kwargs)
+
+        adapter = PrecisionRecordingBackbone(std=0.5, patch_size=4)
+        image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        encode(
+            image, adapter, stop_step=2, schedule=DiffCSchedule(6), simulator=ChunkedPFRSimulator(8), progress=False
+        )
+        assert seen and set(seen) == {("ieee", "ieee")}
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved
+
+
 def test_tf32_can_be_left_to_the_user(tf32_on, monkeypatch):
     monkeypatch.setenv("COD_DIFFC_ALLOW_TF32", "1")
     with devices.tf32_disabled():

@@ -19,7 +19,7 @@ from cod_diffc.evaluation.distribution_metrics import (
     load_distribution_metrics,
 )
 
-from test_evaluate import FAST
+from test_evaluate import FAST, make_images
 
 
 FEATURE_DIM = 4
@@ -113,7 +113,9 @@ def test_evaluate_reports_patch_fid_and_kid(tmp_path, monkeypatch, capsys):
         PIL.Image.fromarray(smooth).save(dataset / f"image{index}.png")
     real_loader = distribution_metrics.load_distribution_metrics
     monkeypatch.setattr(
-        distribution_metrics, "load_distribution_metrics", lambda names: real_loader(names, feature=MeanColours())
+        distribution_metrics,
+        "load_distribution_metrics",
+        lambda names, **kwargs: real_loader(names, feature=MeanColours(), **kwargs),
     )
     argv = ["evaluate", str(dataset), "-o", str(tmp_path / "out"), "--bpp", "0.1", "0.3", "--baseline", "webp"]
     argv += ["--backbone", "gaussian", "--option", "std=0.5", "--option", "patch_size=4", "--metrics", "fid", "kid"]
@@ -128,3 +130,18 @@ def test_evaluate_reports_patch_fid_and_kid(tmp_path, monkeypatch, capsys):
     )
     assert "| fid | kid |" in header
     assert "FID/KID: not computed" not in capsys.readouterr().out
+
+
+def test_images_smaller_than_a_patch_get_a_note_and_the_rest_of_the_run(tmp_path, monkeypatch, capsys):
+    real_loader = distribution_metrics.load_distribution_metrics
+    monkeypatch.setattr(
+        distribution_metrics,
+        "load_distribution_metrics",
+        lambda names, **kwargs: real_loader(names, feature=MeanColours(), **kwargs),
+    )
+    argv = ["evaluate", str(make_images(tmp_path / "dataset", 1)), "-o", str(tmp_path / "out"), "--bpp", "0.4"]
+    argv += ["--baseline", "webp", "--metrics", "fid", "--backbone", "gaussian", "--option", "patch_size=4"]
+    assert main([*argv, *FAST]) == 0  # 32 x 32 images: no 64 x 64 patch
+    assert "fid/kid: skipped, FID/KID need at least 2 patches of 64 px" in capsys.readouterr().out
+    assert "fid" not in json.loads((tmp_path / "out" / "webp.json").read_text())["results"]
+    assert (tmp_path / "out" / "index.html").is_file()

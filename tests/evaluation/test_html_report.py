@@ -98,17 +98,48 @@ def test_the_viewer_shows_the_chosen_method_and_rate(browser, run_dir, tmp_path)
     assert not errors, errors
 
 
+def test_names_cannot_break_out_of_the_pages_data(tmp_path):
+    from cod_diffc.evaluation.html_report import single_image_data, write_page
+
+    name = "</script><!--<script>{{data}}"
+    data = single_image_data(
+        name,
+        {},
+        "a#1 %",
+        "original.png",
+        name,
+        [{"bytes": 10, "bpp": 0.1, "psnr": 20.0, "msssim": 0.5, "png": "a.png", "stream": None}],
+    )
+    page = write_page(tmp_path / "index.html", data).read_text()
+    assert page.count("</script>") == 2 and "<!--" not in page
+    embedded = re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S).group(1)
+    assert json.loads(embedded) == data
+
+
+def test_the_divider_takes_each_key_once(browser, run_dir):
+    page, errors = open_page(browser, run_dir)
+    page.select_option("#pick-a", "webp")
+    page.select_option("#pick-b", "cod_diffc-gaussian")
+    page.focus("#divider")
+    page.keyboard.press("ArrowLeft")
+    assert page.get_attribute("#divider", "aria-valuenow") == "45"
+    page.keyboard.press("Space")
+    assert page.input_value("#pick-a") == "cod_diffc-gaussian"
+    assert not errors, errors
+
+
 def test_the_keyboard_moves_swaps_and_zooms(browser, run_dir):
     page, errors = open_page(browser, run_dir)
     page.select_option("#pick-a", "webp")
-    page.select_option("#pick-b", "original")
+    page.select_option("#pick-b", label="original")
     page.focus("#viewer")
     page.keyboard.press("b")
     assert page.get_attribute("#divider", "aria-valuenow") == "0"
     page.keyboard.press("ArrowRight")
     assert page.get_attribute("#divider", "aria-valuenow") == "5"
     page.keyboard.press("Space")
-    assert (page.input_value("#pick-a"), page.input_value("#pick-b")) == ("original", "webp")
+    assert page.evaluate("document.getElementById('pick-a').selectedOptions[0].text") == "original"
+    assert page.input_value("#pick-b") == "webp"
     assert page.get_attribute("#view-a", "src") == "originals/image0.png"
     page.keyboard.press("+")
     assert page.inner_text("#zoom-level") != "fit"
@@ -129,4 +160,66 @@ def test_the_bd_table_and_run_line(browser, run_dir):
     assert "cod_diffc-gaussian-mean" in page.inner_text("#bd-table")
     info = json.loads((run_dir / "run.json").read_text())
     assert info["version"] in page.inner_text("#run-info")
+    assert not errors, errors
+
+
+def test_the_page_stays_usable_at_24_images_10_rates_10_methods(browser, tmp_path):
+    """A full Kodak sweep's page: 2,400 reconstructions listed, every control still answering at once."""
+    import time
+
+    import numpy as np
+
+    from cod_diffc.evaluation.html_report import write_page
+    from cod_diffc.image_files import save_image
+
+    save_image(tmp_path / "picture.png", np.full((64, 64, 3), 128, dtype=np.uint8))
+    images, rates, methods = [f"kodim{i:02d}" for i in range(1, 25)], [0.005 * 2**k for k in range(10)], range(10)
+    points = {
+        f"method{m}": {
+            image: [
+                {
+                    "target": r,
+                    "bytes": 100 + m,
+                    "bpp": r,
+                    "psnr": 20.0 + m,
+                    "msssim": 0.9,
+                    "png": "picture.png",
+                    "stream": None,
+                }
+                for r in rates
+            ]
+            for image in images
+        }
+        for m in methods
+    }
+    curves = [
+        {
+            "name": name,
+            "description": "",
+            "bpp": rates,
+            "psnr": [20.0 + k for k in range(10)],
+            "msssim": [10.0 + k for k in range(10)],
+        }
+        for name in points
+    ]
+    data = {
+        "title": "scale",
+        "run": {},
+        "anchor": "method0",
+        "curves": curves,
+        "bd": [],
+        "images": images,
+        "originals": dict.fromkeys(images, "picture.png"),
+        "targets": rates,
+        "points": points,
+    }
+    write_page(tmp_path / "index.html", data)
+    page, errors = open_page(browser, tmp_path)
+    start = time.perf_counter()
+    for image in images[::6]:
+        page.select_option("#pick-image", image)
+        page.select_option("#pick-a", "method9")
+        assert page.inner_text("#label-a").startswith("method9 · 109 bytes")
+    assert time.perf_counter() - start < 10  # a few ms each in practice; generous for a loaded machine
+    assert page.evaluate("document.querySelectorAll('#grid-methods figure').length") == 10
     assert not errors, errors

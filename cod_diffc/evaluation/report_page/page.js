@@ -1,7 +1,7 @@
 "use strict";
 // The comparison page of a cod-diffc evaluation: RD curves, a split viewer and grids, from the JSON in #data.
 const data = JSON.parse(document.getElementById("data").textContent);
-const ORIGINAL = "original";
+const ORIGINAL = "\u0000original";  // the original's entry in the method pickers; no method name holds a NUL
 const COLORS = ["#0b57d0", "#d93025", "#188038", "#e37400", "#9334e6", "#12a4af", "#b06000", "#5f6368", "#c5221f",
   "#1e8e3e", "#f538a0", "#3c4043"];
 const $ = (id) => document.getElementById(id);
@@ -10,6 +10,9 @@ const state = { image: data.images[0], rate: data.targets[Math.floor(data.target
   a: methods[0], b: data.originals[data.images[0]] ? ORIGINAL : methods[1] || methods[0],
   split: 50, zoom: 1, panX: 0, panY: 0, width: 0, height: 0 };
 
+// A run-relative file path as a URL (image names may hold "#", "%", spaces).
+function url(path) { return path.split("/").map(encodeURIComponent).join("/"); }
+function nameOf(method) { return method === ORIGINAL ? "original" : method; }
 function fmt(value, digits) { return value === null || value === undefined ? "–" : value.toFixed(digits); }
 function element(tag, attributes = {}, text = "") {
   const node = document.createElement(tag);
@@ -31,7 +34,7 @@ function pointOf(method, rate = state.rate) {
 }
 
 function describe(method, point) {
-  if (!point) return `${method}: no picture at this rate`;
+  if (!point) return `${nameOf(method)}: no picture at this rate`;
   if (point.original) return "original";
   return `${method} · ${point.bytes} bytes · ${fmt(point.bpp, 4)} bpp · ${fmt(point.psnr, 2)} dB · MS-SSIM ${fmt(point.msssim, 4)}`;
 }
@@ -45,8 +48,8 @@ function setupControls() {
   fillSelect($("pick-image"), data.images, data.images, state.image);
   fillSelect($("pick-rate"), data.targets, data.targets.map((t) => String(t)), state.rate);
   const choices = [...methods, ...(Object.keys(data.originals).length ? [ORIGINAL] : [])];
-  fillSelect($("pick-a"), choices, choices, state.a);
-  fillSelect($("pick-b"), choices, choices, state.b);
+  fillSelect($("pick-a"), choices, choices.map(nameOf), state.a);
+  fillSelect($("pick-b"), choices, choices.map(nameOf), state.b);
   $("pick-image").addEventListener("change", (e) => { state.image = e.target.value; render(); });
   $("pick-rate").addEventListener("change", (e) => { state.rate = Number(e.target.value); render(); });
   $("pick-a").addEventListener("change", (e) => { state.a = e.target.value; render(); });
@@ -100,7 +103,7 @@ function layout() {
 
 function showSide(img, method, point) {
   if (point && point.png) {
-    img.src = point.png;
+    img.src = url(point.png);
     img.alt = point.original ? `original ${state.image}` : `${method} on ${state.image} at ${fmt(point.bpp, 4)} bpp`;
   } else {
     img.removeAttribute("src");
@@ -113,7 +116,7 @@ function label(node, method, point) {
   if (point && !point.original) {
     for (const [name, path] of [["PNG", point.png], ["stream", point.stream]]) {
       if (!path) continue;
-      node.append(" · ", element("a", { href: path, download: "" }, name));
+      node.append(" · ", element("a", { href: url(path), download: "" }, name));
     }
   }
 }
@@ -143,24 +146,26 @@ function setupViewer() {
     }
     layout();
   });
-  viewer.addEventListener("pointerup", () => { drag = null; viewer.classList.remove("panning"); });
+  const endDrag = () => { drag = null; viewer.classList.remove("panning"); };
+  viewer.addEventListener("pointerup", endDrag);
+  viewer.addEventListener("pointercancel", endDrag);
   viewer.addEventListener("wheel", (e) => {
     e.preventDefault();
     const box = viewer.getBoundingClientRect();
     zoomBy(e.deltaY < 0 ? 1.25 : 0.8, e.clientX - box.left, e.clientY - box.top);
   }, { passive: false });
-  viewer.addEventListener("keydown", onKey);
-  divider.addEventListener("keydown", onKey);
+  viewer.addEventListener("keydown", onKey);  // the divider's keys reach it too: it sits inside the viewer
   window.addEventListener("resize", layout);
 }
 
 function onKey(e) {
+  if (e.ctrlKey || e.metaKey || e.altKey) return;  // the browser's own shortcuts (zoom, select all) stay its own
   const step = 40;
   const actions = {
     ArrowLeft: () => (e.shiftKey ? (state.panX += step) : (state.split = Math.max(0, state.split - 5))),
     ArrowRight: () => (e.shiftKey ? (state.panX -= step) : (state.split = Math.min(100, state.split + 5))),
-    ArrowUp: () => e.shiftKey && (state.panY += step),
-    ArrowDown: () => e.shiftKey && (state.panY -= step),
+    ArrowUp: () => (state.panY += step),
+    ArrowDown: () => (state.panY -= step),
     a: () => (state.split = 100),
     b: () => (state.split = 0),
     " ": () => { [state.a, state.b] = [state.b, state.a]; render(); },
@@ -170,7 +175,7 @@ function onKey(e) {
     0: fit,
   };
   const action = actions[e.key.length === 1 ? e.key.toLowerCase() : e.key];
-  if (!action) return;
+  if (!action || ((e.key === "ArrowUp" || e.key === "ArrowDown") && !e.shiftKey)) return;  // the page scrolls
   e.preventDefault();
   action();
   layout();
