@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="crop side (default 256)")
     args = parser.parse_args()
     require_kodak()
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     names = sorted(path.stem for path in KODAK.glob("kodim*.png"))[: args.images]
     adapters = {label: load_backbone("cod", dtype=dtype) for label, dtype in DTYPES.items()}
     rows = {label: [] for label in DTYPES}
@@ -82,9 +83,7 @@ def main() -> None:
     report = {
         "command": f"python benchmarks/half_precision_cost.py --images {args.images} --size {args.size}",
         "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit.strip(),  # the code that ran: read at the start
         "machine": {
             "cpu_threads": torch.get_num_threads(),
             "platform": platform.platform(),
