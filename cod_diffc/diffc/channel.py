@@ -318,7 +318,8 @@ class ChunkedChannelSimulator(ChannelSimulator):
 
         The device's float64 sum (one value read back) is within `dim * 2**-52` relative of the exact sum of the
         non-negative squares; only when a `kl_code` boundary lies that close does the exact sum (`math.fsum` on
-        the host, reading all of `mu`) decide, so the same `mu` gets the same `kl_code` on every device and thread count.
+        the host, reading all of `mu`) decide, so the same `mu` gets the same `kl_code` on every device and thread
+        count.
 
         Raises:
             `ValueError`: If `mu` is not finite (or its squares overflow float64).
