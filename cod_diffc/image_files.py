@@ -105,10 +105,18 @@ def limit_long_side(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
-    """Writes `data` to `path` through a temporary file in the same folder and a rename: never a partial file."""
+    """Writes `data` to `path` through a temporary file in the same folder and a rename: never a partial file.
+
+    Raises:
+        `OSError`: Naming `path` and the cause (a full disk, a folder that cannot be made, no permission), with the
+            errno of the failure; nothing is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _write_error(path, error) from error
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -119,9 +127,20 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _write_error(path, error) from error
         raise
+
+
+def _write_error(path: Path, error: OSError) -> OSError:
+    """An `OSError` (of the same errno) that says which file could not be written and why, in one line."""
+    cause = error.strerror or str(error)
+    if isinstance(error, (FileExistsError, NotADirectoryError)):  # a file where a folder should be
+        blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+        cause = f"{blocking} is a file, not a folder" if blocking is not None else cause
+    return OSError(error.errno, f"cannot write {path}: {cause}")
 
 
 def save_image(path: str | Path, image: torch.Tensor | np.ndarray) -> None:

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:  # OSError: missing inputs, full disks, unwritable paths
         if args.verbose:
             traceback.print_exc()
         print(f"cod-diffc {args.command}: error: {error}", file=sys.stderr)
