@@ -57,6 +57,12 @@ class CodFlowMatchScheduler(SchedulerMixin, ConfigMixin):
     _compatibles: list[str] = []
     order = 1
 
+    @classmethod
+    def _get_compatibles(cls) -> list[type]:
+        """This class and the diffusers schedulers named in `_compatibles` (diffusers looks names up in its own package
+        only, so a scheduler outside it would not list itself)."""
+        return [cls, *super()._get_compatibles()]
+
     @register_to_config
     def __init__(self, last_step_size: float = 0.04, solver_order: int = 2):
         if not 0.0 < last_step_size < 1.0:

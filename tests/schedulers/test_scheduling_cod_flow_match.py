@@ -153,3 +153,7 @@ def test_misuse_is_rejected():
     scheduler.step(sample, 1.0, sample)
     with pytest.raises(ValueError, match="steps are done"):
         scheduler.step(sample, 1.0, sample)
+
+
+def test_compatibles_lists_the_scheduler_itself():
+    assert CodFlowMatchScheduler().compatibles == [CodFlowMatchScheduler]
