@@ -35,12 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a plain copy of the tree imports without installation
 
 import torch  # noqa: E402
-
-
-def clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
+from timing import clock  # noqa: E402  (benchmarks/timing.py: GPU clocks wait for the device)
 
 
 def check_import(device: torch.device) -> dict:
@@ -60,14 +55,10 @@ def check_import(device: torch.device) -> dict:
 
 
 def sample_image(size: int) -> torch.Tensor:
-    """The packaged sample photograph, centre-cropped to a square and resized to `size`: `(1, 3, size, size)`."""
-    from cod_diffc.image_files import load_image
+    """The packaged sample photograph as a `(1, 3, size, size)` centre square."""
+    from cod_diffc.image_files import centre_square, load_image
 
-    image = load_image(Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png")))
-    side = min(image.shape[-2:])
-    top, left = (image.shape[-2] - side) // 2, (image.shape[-1] - side) // 2
-    square = image[..., top : top + side, left : left + side]
-    return torch.nn.functional.interpolate(square, size=(size, size), mode="area")
+    return centre_square(load_image(Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))), size)
 
 
 def check_round_trip(

@@ -143,6 +143,18 @@ def _write_error(path: Path, error: OSError) -> OSError:
     return OSError(error.errno, f"cannot write {path}: {cause}")
 
 
+def centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """`image` `(1, 3, H, W)` resized so that its shorter side is `size` (area filter), then its centre square:
+    `(1, 3, size, size)` in [0, 1]."""
+    height, width = image.shape[-2:]
+    scale = size / min(height, width)
+    resized = torch.nn.functional.interpolate(
+        image, size=(round(height * scale), round(width * scale)), mode="area"
+    )  # (1, 3, h, w), min(h, w) = size
+    top, left = (resized.shape[-2] - size) // 2, (resized.shape[-1] - size) // 2
+    return resized[..., top : top + size, left : left + size].clamp(0, 1)
+
+
 def save_image(path: str | Path, image: torch.Tensor | np.ndarray) -> None:
     """Saves a `(1, 3, H, W)` image in [0, 1] (rounded to 8 bits) or an `(H, W, 3)` uint8 array as PNG, atomically."""
     from cod_diffc.evaluation.metrics import to_uint8

@@ -38,17 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _square(image, size: int):
-    """Resizes `image` (1, 3, H, W) so that its shorter side is `size` (area filter), then takes the centre square."""
-    import torch.nn.functional as F
-
-    height, width = image.shape[-2:]
-    scale = size / min(height, width)
-    resized = F.interpolate(image, size=(round(height * scale), round(width * scale)), mode="area")
-    top, left = (resized.shape[-2] - size) // 2, (resized.shape[-1] - size) // 2
-    return resized[..., top : top + size, left : left + size].clamp(0, 1)
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -58,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from cod_diffc.diffc import decompress, encode
     from cod_diffc.evaluation.html_report import single_image_data, write_page
     from cod_diffc.evaluation.metrics import ms_ssim, psnr, to_uint8
-    from cod_diffc.image_files import atomic_write, load_image, save_image
+    from cod_diffc.image_files import atomic_write, centre_square, load_image, save_image
     from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
     sample = args.image or Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))
-    image = _square(load_image(sample), args.size)
+    image = centre_square(load_image(sample), args.size)
     quiet_model_loading()
     adapter = load_backbone("cod", args.model, device=args.device, dtype=DTYPES[args.dtype])
     print(f"model: {args.model or DEFAULT_EMBEDDED_MODEL + ' (embedded)'}")

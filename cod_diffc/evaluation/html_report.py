@@ -19,7 +19,6 @@ system); pictures stay the run's PNG files, linked by relative path, so they are
 from __future__ import annotations
 
 import csv
-import glob
 import html
 import importlib.resources
 import json
@@ -64,11 +63,15 @@ def read_run(run_dir: str | Path, anchor: str | None = None) -> dict:
     run_info = json.loads((run_dir / RUN_INFO_NAME).read_text()) if (run_dir / RUN_INFO_NAME).is_file() else {}
     curves = _compressai_results(run_dir)
     points: dict[str, dict[str, list[dict]]] = {}
+    streams: dict[str, dict[str, Path]] = {}  # method -> file stem -> stream file, each folder listed once
     with table.open(newline="") as file:
         for row in csv.DictReader(file):
             method, image, target = row["method"], row["image"], float(row["target_bpp"])
             picture = reconstruction_path(run_dir, method, image, target)
-            streams = sorted((run_dir / "streams" / method).glob(f"{glob.escape(image)}_{rate_label(target)}.*"))
+            if method not in streams:
+                folder = run_dir / "streams" / method
+                streams[method] = {path.stem: path for path in sorted(folder.iterdir())} if folder.is_dir() else {}
+            stream = streams[method].get(f"{image}_{rate_label(target)}")
             points.setdefault(method, {}).setdefault(image, []).append(
                 {
                     "target": target,
@@ -77,7 +80,7 @@ def read_run(run_dir: str | Path, anchor: str | None = None) -> dict:
                     "psnr": _finite(float(row["psnr-rgb"])),
                     "msssim": _finite(float(row["ms-ssim-rgb"])),
                     "png": _relative(picture, run_dir) if picture.is_file() else None,
-                    "stream": _relative(streams[0], run_dir) if streams else None,
+                    "stream": _relative(stream, run_dir) if stream is not None else None,
                 }
             )
     images = sorted({image for by_image in points.values() for image in by_image})

