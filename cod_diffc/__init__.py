@@ -32,6 +32,7 @@ _EXPORTS = {
     "NAMED_CONFIGS": "cod_diffc.pipelines",
     "CodPipeline": "cod_diffc.pipelines",
     "CodPipelineOutput": "cod_diffc.pipelines",
+    "LatentDiffusionPipeline": "cod_diffc.pipelines",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -49,5 +50,5 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from cod_diffc.models import CodConditionCodec, CodTransformer2DModel
-    from cod_diffc.pipelines import NAMED_CONFIGS, CodPipeline, CodPipelineOutput
+    from cod_diffc.pipelines import NAMED_CONFIGS, CodPipeline, CodPipelineOutput, LatentDiffusionPipeline
     from cod_diffc.schedulers import CodFlowMatchScheduler

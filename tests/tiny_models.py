@@ -3,10 +3,18 @@
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+    UNet2DModel,
+)
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from cod_diffc import CodPipeline
+from cod_diffc.pipelines.pipeline_latent_diffusion import LatentDiffusionPipeline
 
 
 SD_IMAGE_SIZE = 32  # the tiny VAE downsamples by 8, like SD's: 4x4 latents
@@ -60,15 +68,7 @@ def save_tiny_sd_pipeline(directory: Path, prediction_type: str) -> Path:
         attention_head_dim=2,
         norm_num_groups=4,
     )
-    vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(4, 4, 4, 4),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=2,
-        sample_size=SD_IMAGE_SIZE,
-    )
+    vae = tiny_sd_vae()
     scheduler = PNDMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -88,4 +88,41 @@ def save_tiny_sd_pipeline(directory: Path, prediction_type: str) -> Path:
         requires_safety_checker=False,
     )
     pipeline.save_pretrained(directory)
+    return directory
+
+
+def tiny_sd_vae() -> AutoencoderKL:
+    """A randomly initialised `AutoencoderKL` that downsamples by 8, like Stable Diffusion's."""
+    return AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(4, 4, 4, 4),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=SD_IMAGE_SIZE,
+    )
+
+
+TINY_LDM_UNET = {
+    "sample_size": 4,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": [8, 16],
+    "layers_per_block": 1,
+    "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+    "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+    "attention_head_dim": 8,
+    "norm_num_groups": 4,
+}
+"""The arguments of a tiny latent diffusion `UNet2DModel` on `tiny_sd_vae` latents."""
+
+
+def save_tiny_ldm_pipeline(directory: Path, prediction_type: str = "epsilon") -> Path:
+    """A randomly initialised `LatentDiffusionPipeline` of tiny real components, saved as training exports it."""
+    torch.manual_seed(0)
+    scheduler = DDPMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type=prediction_type
+    )
+    LatentDiffusionPipeline(UNet2DModel(**TINY_LDM_UNET), tiny_sd_vae(), scheduler).save_pretrained(directory)
     return directory

@@ -17,7 +17,7 @@ import torch
 from cod_diffc.errors import StreamError
 
 from .adapter import Condition, fingerprint_state_dict
-from .fingerprint_cache import cached_fingerprint
+from .fingerprint_cache import CachedFingerprintMixin
 from .flow import FlowMatchingAdapterMixin
 from .resources import vae_decode_bytes_per_pixel
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from cod_diffc.pipelines import CodPipeline
 
 
-class CodBackbone(FlowMatchingAdapterMixin):
+class CodBackbone(CachedFingerprintMixin, FlowMatchingAdapterMixin):
     r"""
     A [`~cod_diffc.CodPipeline`] as a backbone. Its [`~backbones.adapter.Condition`] value is the pair
     `(condition, null_condition)` of `(1, C, H/16, W/16)` maps in the transformer's dtype.
@@ -41,8 +41,6 @@ class CodBackbone(FlowMatchingAdapterMixin):
         self.pipeline = pipeline
         self.pipeline.set_progress_bar_config(disable=True)
         self.default_guidance_scale = float(pipeline.config.default_guidance_scale)
-        self.model_files: list[Path] = []  # what `load_cod_backbone` read; keys the fingerprint cache
-        self._fingerprint: bytes | None = None
 
     @property
     def device(self) -> torch.device:
@@ -118,7 +116,9 @@ class CodBackbone(FlowMatchingAdapterMixin):
         )
         return velocity.float()
 
-    def _weights_fingerprint(self) -> bytes:
+    def weights_fingerprint(self) -> bytes:
+        """A digest of the transformer, condition codec and VAE weights (in their loaded dtype) and every setting
+        that changes the outputs."""
         components = {"transformer": self.pipeline.transformer, "condition_codec": self.pipeline.condition_codec}
         if self.pipeline.vae is not None:
             components["vae"] = self.pipeline.vae
@@ -133,17 +133,8 @@ class CodBackbone(FlowMatchingAdapterMixin):
         settings["guidance_interval"] = list(self.pipeline.config.guidance_interval)
         return fingerprint_state_dict(weights, settings)
 
-    def fingerprint(self) -> bytes:
-        """A digest of the transformer, condition codec and VAE weights (in their loaded dtype) and every setting
-        that changes the outputs; for a model loaded from a folder, computed once per version of its files
-        ([`~backbones.fingerprint_cache`])."""
-        if self._fingerprint is None:
-            if self.model_files:
-                settings = {"adapter": "cod", "dtype": str(self.dtype)}
-                self._fingerprint = cached_fingerprint(self.model_files, settings, self._weights_fingerprint)
-            else:
-                self._fingerprint = self._weights_fingerprint()
-        return self._fingerprint
+    def fingerprint_settings(self) -> dict[str, str]:
+        return {"adapter": "cod", "dtype": str(self.dtype)}
 
     def known_model(self, fingerprint: bytes) -> str | None:
         """The embedded model, shipped now or by an earlier release, that has this fingerprint (loaded in float32,

@@ -104,3 +104,34 @@ def cached_fingerprint(
     cache[key] = fingerprint.hex()
     _write_cache(path, dict(list(cache.items())[-MAX_ENTRIES:]))
     return fingerprint
+
+
+class CachedFingerprintMixin:
+    """
+    `fingerprint()` for an adapter that may have been loaded from files: its [`weights_fingerprint`] computed once
+    per adapter, and for a model read from `model_files` once per version of those files ([`cached_fingerprint`]).
+
+    The adapter sets `model_files` (empty for a model built in memory) and implements [`weights_fingerprint`] and
+    [`fingerprint_settings`].
+    """
+
+    model_files: Sequence[Path] = ()
+    """Every file the model's weights were read from; empty: not read from files (nothing is cached)."""
+    _fingerprint: bytes | None = None
+
+    def weights_fingerprint(self) -> bytes:
+        """The full digest of the weights and settings ([`~backbones.adapter.fingerprint_state_dict`])."""
+        raise NotImplementedError
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """What changes the outputs besides the files (adapter name, dtype, options), as JSON-serialisable data."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> bytes:
+        if self._fingerprint is None:
+            if self.model_files:
+                files, settings = self.model_files, self.fingerprint_settings()
+                self._fingerprint = cached_fingerprint(files, settings, self.weights_fingerprint)
+            else:
+                self._fingerprint = self.weights_fingerprint()
+        return self._fingerprint

@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "cod_diffc.backbones"
 BUILTIN_BACKBONES: dict[str, str] = {
     "cod": "cod_diffc.backbones.cod:load_cod_backbone",
     "gaussian": "cod_diffc.backbones.gaussian:load_gaussian_backbone",
+    "ldm": "cod_diffc.backbones.latent_diffusion:load_latent_diffusion_backbone",
     "sd": "cod_diffc.backbones.stable_diffusion:load_stable_diffusion_backbone",
 }
 

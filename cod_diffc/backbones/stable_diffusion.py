@@ -3,8 +3,7 @@ r"""The Stable Diffusion backbone of DiffC: SD 1.x and 2.x (epsilon- or v-predic
 Time and predictions: [`~backbones.discrete_vp.DiscreteVPAdapterMixin`] (SD's `alphas_cumprod`, `T = 1000`,
 `t = 1` is training step 999 where `alpha` is about 0.068; epsilon- or v-prediction).
 
-Latents. `encode_image` maps an image in [0, 1] to `2 * image - 1` and takes the *mean* of the VAE's posterior
-(not a sample), times the VAE's `scaling_factor`: the clean latent must be a deterministic function of the image.
+Latents: [`~backbones.vae_latent.VaeLatentAdapterMixin`] (the posterior mean times the VAE's `scaling_factor`).
 The VAE always runs in float32 (it runs once per image; the UNet and text encoder run in the adapter's dtype).
 
 Condition. An optional text prompt conditions the UNet; it travels in the stream as side information
@@ -24,14 +23,13 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.optional_dependencies import require
 
 from .adapter import Condition, fingerprint_state_dict
 from .discrete_vp import DiscreteVPAdapterMixin
-from .fingerprint_cache import cached_fingerprint
+from .fingerprint_cache import CachedFingerprintMixin
 from .prompt import check_prompt, pack_prompt, unpack_prompt
-from .resources import vae_decode_bytes_per_pixel
+from .vae_latent import VaeLatentAdapterMixin
 
 
 if TYPE_CHECKING:
@@ -101,7 +99,7 @@ def _not_cached_message(repo_id: str) -> str:
     )
 
 
-class StableDiffusionAdapter(DiscreteVPAdapterMixin):
+class StableDiffusionAdapter(CachedFingerprintMixin, VaeLatentAdapterMixin, DiscreteVPAdapterMixin):
     r"""
     A backbone on a Stable Diffusion 1.x / 2.x UNet, its VAE and its CLIP text encoder.
 
@@ -168,8 +166,6 @@ class StableDiffusionAdapter(DiscreteVPAdapterMixin):
         self.vae = vae.to(unet.device, torch.float32).eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self._empty_prompt_embeds = self.encode_prompt("")  # (1, L, D)
-        self._fingerprint: bytes | None = None
-        self.model_files: list[Path] = []  # what `from_pretrained` read; keys the fingerprint cache
         self.set_prompt(prompt)
 
     @classmethod
@@ -270,33 +266,6 @@ class StableDiffusionAdapter(DiscreteVPAdapterMixin):
         self._prompt_token_ids(prompt)
         self._prompt = prompt
 
-    @property
-    def size_multiple(self) -> int:
-        return vae_downsampling(self.vae)
-
-    def working_memory_bytes(self, height: int, width: int) -> int:
-        """The VAE decode at full resolution dominates (the UNet runs on a latent 64 times smaller)."""
-        return height * width * vae_decode_bytes_per_pixel(self.vae.config.block_out_channels)
-
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        factor = self.size_multiple
-        if height < 1 or width < 1 or height % factor or width % factor:
-            raise ValueError(
-                f"Stable Diffusion needs image sides that are positive multiples of {factor} (its VAE downsamples "
-                f"by {factor}), got {height}x{width}"
-            )
-        return self.vae.config.latent_channels, height // factor, width // factor
-
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        image = image.to(self.device, torch.float32)
-        posterior_mean = self.vae.encode(2 * image - 1).latent_dist.mean  # (1, C, h, w)
-        return posterior_mean * self.vae.config.scaling_factor
-
-    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        latent = latent.to(self.device, torch.float32) / self.vae.config.scaling_factor
-        image = self.vae.decode(latent).sample  # (1, 3, H, W) in [-1, 1]
-        return ((image + 1) / 2).clamp(0, 1)
-
     def _condition_of(self, prompt: str) -> Condition:
         """The condition of `prompt`: its side information and `(1, L, D)` embeddings (`None`: no prompt)."""
         return Condition(side_info=pack_prompt(prompt), value=self.encode_prompt(prompt) if prompt else None)
@@ -330,7 +299,12 @@ class StableDiffusionAdapter(DiscreteVPAdapterMixin):
         )
         return output_uncond + guidance_scale * (output_cond - output_uncond)
 
-    def _weights_fingerprint(self) -> bytes:
+    def weights_fingerprint(self) -> bytes:
+        """A digest of the UNet, VAE and text encoder weights, `alphas_cumprod`, the prediction type and the latent
+        scaling. Weights are hashed in their loaded dtype: the same model in float16 and in float32 predicts
+        differently, so a decoder must run the encoder's dtype. For a model loaded from files it is computed once per
+        version of those files ([`~backbones.fingerprint_cache`]): a billion weights are not read again on every
+        load."""
         weights = {
             f"{prefix}.{key}": tensor
             for prefix, module in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
@@ -340,19 +314,8 @@ class StableDiffusionAdapter(DiscreteVPAdapterMixin):
         config = {"prediction_type": self.prediction_type, "scaling_factor": self.vae.config.scaling_factor}
         return fingerprint_state_dict(weights, config)
 
-    def fingerprint(self) -> bytes:
-        """A digest of the UNet, VAE and text encoder weights, `alphas_cumprod`, the prediction type and the latent
-        scaling. Weights are hashed in their loaded dtype: the same model in float16 and in float32 predicts
-        differently, so a decoder must run the encoder's dtype. Computed once per adapter, and for a model loaded
-        from files once per version of those files ([`~backbones.fingerprint_cache`]): a billion weights are not
-        read again on every load."""
-        if self._fingerprint is None:
-            if self.model_files:
-                settings = {"adapter": "sd", "dtype": str(self.dtype), "prediction_type": self.prediction_type}
-                self._fingerprint = cached_fingerprint(self.model_files, settings, self._weights_fingerprint)
-            else:
-                self._fingerprint = self._weights_fingerprint()
-        return self._fingerprint
+    def fingerprint_settings(self) -> dict[str, str]:
+        return {"adapter": "sd", "dtype": str(self.dtype), "prediction_type": self.prediction_type}
 
 
 def load_stable_diffusion_backbone(

@@ -8,10 +8,11 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train CoD (or the autoencoder of a latent CoD) from scratch or from an earlier stage",
+        help="train CoD (or its autoencoder, or a latent diffusion model to compare it with) from a configuration",
         description=(
-            "Train CoD, or with model.kind: autoencoder the AutoencoderKL of a latent CoD, from a YAML configuration "
-            "(see configs/train/ and docs/training.md). Runs on one device, or on several with "
+            "Train CoD, with model.kind: autoencoder the AutoencoderKL of a latent CoD, or with model.kind: ldm a "
+            "latent diffusion UNet of the Stable Diffusion family, from a YAML configuration (see configs/train/ and "
+            "docs/training.md). Runs on one device, or on several with "
             "`accelerate launch -m cod_diffc train ...`."
         ),
     )
@@ -31,11 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cod_diffc.training import AutoencoderTrainer, CodTrainer, load_train_config
+    from cod_diffc.training import AutoencoderTrainer, CodTrainer, LatentDiffusionTrainer, load_train_config
 
     config = load_train_config(args.config, args.overrides)
-    trainer_class = AutoencoderTrainer if config.model.kind == "autoencoder" else CodTrainer
-    trainer = trainer_class(config, resume=args.resume_from or args.resume)
+    trainer_class = {"cod": CodTrainer, "autoencoder": AutoencoderTrainer, "ldm": LatentDiffusionTrainer}
+    trainer = trainer_class[config.model.kind](config, resume=args.resume_from or args.resume)
     exported = trainer.train()
     if trainer.accelerator.is_main_process:
         print(f"exported {'autoencoder' if config.model.kind == 'autoencoder' else 'pipeline'}: {exported}")

@@ -10,6 +10,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 EMBEDDED_MODELS: dict[str, Path] = {"cod-latent-small": WEIGHTS_DIR / "cod-latent-small"}
 """Name -> saved `CodPipeline` folder inside the package (model card: docs/model_card_cod_latent_small.md)."""
 
+EMBEDDED_LATENT_DIFFUSION_MODELS: dict[str, Path] = {"ldm-small": WEIGHTS_DIR / "ldm-small"}
+"""Name -> saved `LatentDiffusionPipeline` folder inside the package, the `ldm` backbone's models (model card:
+docs/model_card_ldm_small.md)."""
+
 DEFAULT_EMBEDDED_MODEL = "cod-latent-small"
 """The model `cod-diffc compress --backbone cod` uses when `--model` is not given."""
 
@@ -24,15 +28,16 @@ EMBEDDED_MODEL_FINGERPRINTS: dict[str, str] = {
 it, for every model that ships inside the package or did in an earlier release: a stream made with one names it."""
 
 
-def resolve_embedded_model(name_or_path: str | Path) -> str | Path:
-    """The package folder of an embedded model's name; anything else (a local folder, a hub id) unchanged.
+def resolve_embedded_model(name_or_path: str | Path, embedded: dict[str, Path] = EMBEDDED_MODELS) -> str | Path:
+    """The package folder of an embedded model's name (one of `embedded`, by default the CoD models); anything else
+    (a local folder, a hub id) unchanged.
 
     A local folder that happens to carry an embedded model's name wins, as local folders win over hub ids.
 
     Raises:
         `FileNotFoundError`: if the name is an embedded model's but its files are missing from this installation.
     """
-    folder = EMBEDDED_MODELS.get(str(name_or_path))
+    folder = embedded.get(str(name_or_path))
     if folder is None or Path(name_or_path).exists():
         return name_or_path
     if not (folder / "model_index.json").is_file():

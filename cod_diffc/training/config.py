@@ -38,9 +38,10 @@ class ModelConfig:
     What to train.
 
     Args:
-        kind: `"cod"` trains a CoD model (the keys below but `autoencoder`); `"autoencoder"` trains the
-            `AutoencoderKL` a latent CoD model works in (only `autoencoder`, `init_from`, `init_partial` and `freeze`
-            apply), whose export `vae_path` of a latent CoD run then names.
+        kind: `"cod"` trains a CoD model; `"autoencoder"` trains the `AutoencoderKL` a latent CoD model works in,
+            whose export `vae_path` of a latent CoD run then names; `"ldm"` trains a conventional latent diffusion
+            model of the Stable Diffusion family (a `UNet2DModel` with the DDPM objective) on a frozen autoencoder.
+            [`MODEL_KEYS`] says which keys each kind takes; another key set is an error.
         named_config: a name from `cod_diffc.pipelines.named_configs.NAMED_CONFIGS`.
         transformer: overrides of the [`CodTransformer2DModel`] constructor arguments of the named configuration.
         condition_codec: overrides of the [`CodConditionCodec`] constructor arguments. `condition_channels` follows
@@ -62,9 +63,14 @@ class ModelConfig:
         guidance_scale: classifier-free guidance for validation and the exported pipeline; `None` takes the named
             configuration's.
         autoencoder: constructor arguments of the diffusers `AutoencoderKL` of an autoencoder run.
+        unet: constructor arguments of the diffusers `UNet2DModel` of a latent diffusion run.
+        noise_schedule: `DDPMScheduler` arguments of a latent diffusion run, over Stable Diffusion's scaled-linear
+            epsilon schedule.
+        vae_scaling_factor: a latent diffusion run's latent scale (latents = posterior x this), replacing the
+            autoencoder's own `scaling_factor`; the export's autoencoder carries it.
     """
 
-    kind: Literal["cod", "autoencoder"] = "cod"
+    kind: Literal["cod", "autoencoder", "ldm"] = "cod"
     named_config: str = "cod-pixel-tiny"
     transformer: dict[str, Any] = field(default_factory=dict)
     condition_codec: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +80,18 @@ class ModelConfig:
     freeze: list[str] = field(default_factory=list)
     guidance_scale: float | None = None
     autoencoder: dict[str, Any] = field(default_factory=dict)
+    unet: dict[str, Any] = field(default_factory=dict)
+    noise_schedule: dict[str, Any] = field(default_factory=dict)
+    vae_scaling_factor: float | None = None
+
+
+SHARED_MODEL_KEYS = ("kind", "init_from", "init_partial", "freeze")
+MODEL_KEYS = {
+    "cod": (*SHARED_MODEL_KEYS, "named_config", "transformer", "condition_codec", "vae_path", "guidance_scale"),
+    "autoencoder": (*SHARED_MODEL_KEYS, "autoencoder"),
+    "ldm": (*SHARED_MODEL_KEYS, "unet", "noise_schedule", "vae_path", "vae_scaling_factor"),
+}
+"""The `model` keys each `model.kind` takes."""
 
 
 @dataclass
@@ -152,6 +170,9 @@ class LossConfig:
     repa_condition: float = 0.5
     repa_block_index: int = 8
     kl: float = 1e-4
+
+
+LOSS_KEYS = tuple(field.name for field in dataclasses.fields(LossConfig))
 
 
 @dataclass
@@ -249,26 +270,7 @@ class TrainConfig:
         for key, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"{key} must be non-negative, got {value}")
-        if self.model.kind == "autoencoder":
-            if not self.model.autoencoder:
-                raise ValueError("model.autoencoder is empty: give the AutoencoderKL arguments of an autoencoder run")
-            cod_only = {
-                f"{section}.{key}": value
-                for section, values, defaults in (
-                    ("model", self.model, ModelConfig()),
-                    ("loss", self.loss, LossConfig()),
-                )
-                for key, value in dataclasses.asdict(values).items()
-                if key not in ("kind", "autoencoder", "init_from", "init_partial", "freeze", "kl")
-                and value != getattr(defaults, key)
-            }
-            if cod_only:
-                raise ValueError(
-                    f"{', '.join(cod_only)} set in an autoencoder run (model.kind: autoencoder), which does not use "
-                    "them; remove them"
-                )
-        if self.model.kind == "cod" and self.model.autoencoder:
-            raise ValueError("model.autoencoder applies to autoencoder runs only (model.kind: autoencoder)")
+        self._check_kind_keys()
         if not self.data.train_dir:
             raise ValueError("data.train_dir is not set: give the folder of training images")
         if self.data.max_short_side is not None and self.data.max_short_side < self.data.resolution:
@@ -290,6 +292,28 @@ class TrainConfig:
                 f"optim.batch_size ({self.optim.batch_size}) is not a multiple of optim.gradient_accumulation_steps "
                 f"({self.optim.gradient_accumulation_steps})"
             )
+
+    def _check_kind_keys(self) -> None:
+        """`ValueError` naming the `model` and `loss` keys set away from their defaults that `model.kind` does not
+        use, or the model arguments a kind needs and lacks."""
+        kind = self.model.kind
+        loss_keys = {"cod": [key for key in LOSS_KEYS if key != "kl"], "autoencoder": ["kl"], "ldm": []}[kind]
+        unused = [
+            f"{section}.{key}"
+            for section, values, defaults, used in (
+                ("model", self.model, ModelConfig(), MODEL_KEYS[kind]),
+                ("loss", self.loss, LossConfig(), loss_keys),
+            )
+            for key, value in dataclasses.asdict(values).items()
+            if key not in used and value != getattr(defaults, key)
+        ]
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)} set in a run of model.kind: {kind}, which does not use them; remove them"
+            )
+        required = {"autoencoder": "autoencoder", "ldm": "unet"}.get(kind)
+        if required and not getattr(self.model, required):
+            raise ValueError(f"model.{required} is empty: give the arguments of the model a {kind} run trains")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain YAML-able data."""

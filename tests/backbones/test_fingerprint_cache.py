@@ -56,7 +56,7 @@ def test_a_corrupt_cache_is_recomputed_not_an_error(cache_dir, weights):
 def test_stable_diffusion_fingerprint_from_the_cache_equals_the_full_digest(cache_dir, tmp_path):
     model = save_tiny_sd_pipeline(tmp_path / "sd", prediction_type="epsilon")
     first = StableDiffusionAdapter.from_pretrained(model)
-    assert first.model_files and first.fingerprint() == first._weights_fingerprint()
+    assert first.model_files and first.fingerprint() == first.weights_fingerprint()
     second = StableDiffusionAdapter.from_pretrained(model)
-    second._weights_fingerprint = lambda: pytest.fail("the second load must not hash the weights")
+    second.weights_fingerprint = lambda: pytest.fail("the second load must not hash the weights")
     assert second.fingerprint() == first.fingerprint()

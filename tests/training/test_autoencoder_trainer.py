@@ -138,10 +138,13 @@ def test_export_is_an_autoencoder_with_unit_scale_diffusion_space_that_a_latent_
     "overrides, message",
     [
         (["model.kind=autoencoder"], "model.autoencoder is empty"),
-        ([f"model.autoencoder={json.dumps(TINY_AUTOENCODER)}"], "model.autoencoder applies to autoencoder runs"),
+        ([f"model.autoencoder={json.dumps(TINY_AUTOENCODER)}"], "model.autoencoder set in a run of model.kind: cod"),
         ([*AUTOENCODER, "model.autoencoder.layers=2"], "unknown key\\(s\\) model.autoencoder.layers; AutoencoderKL"),
         ([*AUTOENCODER, "data.resolution=36"], "multiple of the autoencoder's downsampling factor 8"),
-        ([*AUTOENCODER, "model.vae_path=runs/x", "loss.one_step=1"], "model.vae_path, loss.one_step set in an auto"),
+        (
+            [*AUTOENCODER, "model.vae_path=runs/x", "loss.one_step=1"],
+            "model.vae_path, loss.one_step set in a run of model.kind: autoencoder",
+        ),
         ([*AUTOENCODER, "model.freeze=[vae.encoderr.]"], "no parameter of the model starts with 'vae.encoderr.'"),
     ],
 )

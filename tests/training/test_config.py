@@ -3,9 +3,10 @@ from pathlib import Path
 import pytest
 import yaml
 from accelerate import init_empty_weights
+from diffusers import AutoencoderKL, UNet2DModel
 
 from cod_diffc.cli import main
-from cod_diffc.models.vae_geometry import vae_downsampling
+from cod_diffc.models.vae_geometry import unet_downsampling, vae_downsampling
 from cod_diffc.training.autoencoder import AutoencoderTrainer, build_autoencoder
 from cod_diffc.training.checkpointing import match_init_weights, read_checkpoint_weights
 from cod_diffc.training.components import build_components
@@ -76,6 +77,13 @@ def test_shipped_configs_are_valid_and_build(path: Path, tmp_path: Path):
     if config.model.kind == "autoencoder":
         vae = build_autoencoder(config.model.autoencoder)
         assert config.data.resolution % vae_downsampling(vae) == 0
+        return
+    if config.model.kind == "ldm":  # a UNet on a committed autoencoder
+        vae = AutoencoderKL.from_pretrained(REPO_ROOT / config.model.vae_path)
+        unet = UNet2DModel(**config.model.unet)
+        assert unet.config.in_channels == unet.config.out_channels == vae.config.latent_channels
+        latent_side = config.data.resolution // vae_downsampling(vae)
+        assert latent_side % unet_downsampling(unet) == 0 and latent_side == unet.config.sample_size
         return
     if config.model.vae_path is not None:
         # A latent model on one of the project's autoencoders gets a random one of that architecture.
