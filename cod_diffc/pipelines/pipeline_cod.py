@@ -18,9 +18,9 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from cod_diffc.models import cod_diffusion_space
 from cod_diffc.models.condition_codec_cod import CodConditionCodec
 from cod_diffc.models.transformer_cod import CodTransformer2DModel
-from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.pipelines.embedded_models import EMBEDDED_MODELS, resolve_embedded_model
 from cod_diffc.pipelines.named_configs import get_named_config
 from cod_diffc.schedulers.scheduling_cod_flow_match import CodFlowMatchScheduler
@@ -147,37 +147,36 @@ class CodPipeline(DiffusionPipeline):
     @property
     def latent_scale(self) -> float:
         """Factor between the VAE's raw latents and the diffusion space (`scaling_factor ** 2`; 1 in pixel space)."""
-        return 1.0 if self.vae is None else float(self.vae.config.scaling_factor) ** 2
+        return cod_diffusion_space.latent_scale(self.vae)
 
     def sample_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """Shape `(C, h, w)` of the diffusion space for an image of `height x width` pixels."""
-        if self.vae is None:
-            return (3, height, width)
-        factor = vae_downsampling(self.vae)
-        return (self.vae.config.latent_channels, height // factor, width // factor)
+        return cod_diffusion_space.sample_shape(self.vae, height, width)
 
     def to_diffusion_space(
         self, images: torch.Tensor, generator: torch.Generator | None = None, sample_posterior: bool = True
     ) -> torch.Tensor:
-        """Images `(B, 3, H, W)` in [0, 1] → diffusion-space samples (pixels in [-1, 1], or scaled VAE latents).
+        """Images `(B, 3, H, W)` in [0, 1] → diffusion-space samples (pixels in [-1, 1], or scaled VAE latents;
+        [`~cod_diffc.models.cod_diffusion_space`]).
 
         As in the release, the latent variant samples the VAE posterior (with `generator`); `sample_posterior=False`
         takes its mean instead (deterministic, what a codec wants).
         """
-        pixels = 2.0 * images - 1.0
         if self.vae is None:
-            return pixels
+            return cod_diffusion_space.images_to_samples(None, images)
         with self._vae_precision() as dtype:
-            posterior = self.vae.encode(pixels.to(dtype)).latent_dist
-            latents = posterior.sample(generator) if sample_posterior else posterior.mean
-        return latents * self.latent_scale
+            noise = None
+            if sample_posterior:
+                shape = (images.shape[0], *self.sample_shape(*images.shape[-2:]))
+                noise = randn_tensor(shape, generator=generator, device=self.vae.device, dtype=dtype)
+            return cod_diffusion_space.images_to_samples(self.vae, images, noise)
 
     def to_images(self, samples: torch.Tensor) -> torch.Tensor:
         """Diffusion-space samples → images `(B, 3, H, W)` in [-1, 1] (not clipped)."""
         if self.vae is None:
             return samples
-        with self._vae_precision() as dtype:
-            return self.vae.decode((samples / self.latent_scale).to(dtype)).sample
+        with self._vae_precision():
+            return cod_diffusion_space.samples_to_images(self.vae, samples)
 
     @contextlib.contextmanager
     def _vae_precision(self) -> Iterator[torch.dtype]:

@@ -9,9 +9,9 @@ from typing import Any
 
 from diffusers import AutoencoderKL
 
+from cod_diffc.models import cod_diffusion_space
 from cod_diffc.models.condition_codec_cod import CONDITION_STRIDE, CodConditionCodec
 from cod_diffc.models.transformer_cod import CodTransformer2DModel
-from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.pipelines.named_configs import get_named_config
 from cod_diffc.training.config import ModelConfig
 
@@ -33,17 +33,9 @@ class CodComponents:
     vae: AutoencoderKL | None
     guidance_scale: float
 
-    @property
-    def latent_scale(self) -> float:
-        """`scaling_factor ** 2` of the VAE (the release scales latents twice), 1 in pixel space."""
-        return 1.0 if self.vae is None else float(self.vae.config.scaling_factor) ** 2
-
     def sample_shape(self, resolution: int) -> tuple[int, int, int]:
         """Shape `(C, h, w)` of the diffusion space for square images of side `resolution`."""
-        if self.vae is None:
-            return (3, resolution, resolution)
-        factor = vae_downsampling(self.vae)
-        return (self.vae.config.latent_channels, resolution // factor, resolution // factor)
+        return cod_diffusion_space.sample_shape(self.vae, resolution, resolution)
 
     def check_resolution(self, resolution: int) -> None:
         """`ValueError` unless square images of side `resolution` fit the codec, the VAE and the patch size."""

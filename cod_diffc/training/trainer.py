@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from cod_diffc.models.cod_diffusion_space import images_to_samples
 from cod_diffc.optional_dependencies import require
 from cod_diffc.pipelines.pipeline_cod import CodPipeline
 from cod_diffc.training.checkpointing import (
@@ -571,14 +572,9 @@ class CodTrainer(Trainer):
 
     @torch.no_grad()
     def _to_diffusion_space(self, images: torch.Tensor, posterior_noise: torch.Tensor | None) -> torch.Tensor:
-        """Images in [0, 1] → pixels in [-1, 1], or VAE posterior samples (with the given noise) x sf²."""
-        pixels = 2.0 * images - 1.0
-        vae = self.components.vae
-        if vae is None:
-            return pixels
-        posterior = vae.encode(pixels.to(vae.dtype)).latent_dist
-        latents = posterior.mean + posterior.std * posterior_noise.to(posterior.mean.dtype)
-        return latents.float() * self.components.latent_scale
+        """Images in [0, 1] → pixels in [-1, 1], or VAE posterior samples (with the given noise) x sf²
+        ([`~cod_diffc.models.cod_diffusion_space`], as `CodPipeline` codes)."""
+        return images_to_samples(self.components.vae, images, posterior_noise).float()
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         device = self.accelerator.device
