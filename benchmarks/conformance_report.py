@@ -155,7 +155,7 @@ def sampler_outputs(
         match = RECON_NAME.fullmatch(name)
         if match is not None and suffix == "f32":  # the release maps to uint8 in bfloat16 arithmetic
             samples = sample(pipe, reference, match[1], int(match[2]), suffix, guidance)
-            images = CodPipeline.postprocess(pipe.to_images(samples).bfloat16(), "np")  # (1, H, W, 3)
+            images = CodPipeline.quantize_uint8(pipe.to_images(samples).bfloat16())  # (1, H, W, 3)
             outputs[name] = torch.from_numpy(images).permute(0, 3, 1, 2)
     return outputs
 

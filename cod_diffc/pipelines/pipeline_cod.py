@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -27,6 +28,14 @@ from cod_diffc.schedulers.scheduling_cod_flow_match import CodFlowMatchScheduler
 
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list[PIL.Image.Image] | list[np.ndarray]
+
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+StepEndCallback = (
+    Callable[[DiffusionPipeline, int, torch.Tensor, dict], dict] | PipelineCallback | MultiPipelineCallbacks
+)
+"""What `callback_on_step_end` takes: a function `(pipe, step_index, sigma, callback_kwargs) -> dict`, or diffusers'
+callback objects."""
 
 # The standalone `.cod` file of the release: uint16 little-endian height, uint16 little-endian width, then the
 # packed VQ indices. (The release names the two fields the other way round but writes H first; so do we.)
@@ -68,6 +77,7 @@ class CodPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "condition_codec->transformer->vae"
     _optional_components = ["vae"]
+    _callback_tensor_inputs = ["latents", "condition"]
 
     def __init__(
         self,
@@ -84,7 +94,7 @@ class CodPipeline(DiffusionPipeline):
         if (vae is None) != (transformer.config.in_channels == 3):
             raise ValueError(
                 f"a transformer with in_channels={transformer.config.in_channels} needs "
-                + ("no vae (pixel space)" if vae is None else "a vae (latent space)")
+                + ("a vae (latent space)" if vae is None else "no vae (pixel space)")
             )
         if condition_codec.config.condition_channels != transformer.config.hidden_size:
             raise ValueError(
@@ -162,6 +172,7 @@ class CodPipeline(DiffusionPipeline):
         As in the release, the latent variant samples the VAE posterior (with `generator`); `sample_posterior=False`
         takes its mean instead (deterministic, what a codec wants).
         """
+        self._check_vae()
         if self.vae is None:
             return cod_diffusion_space.images_to_samples(None, images)
         with self._vae_precision() as dtype:
@@ -173,10 +184,19 @@ class CodPipeline(DiffusionPipeline):
 
     def to_images(self, samples: torch.Tensor) -> torch.Tensor:
         """Diffusion-space samples → images `(B, 3, H, W)` in [-1, 1] (not clipped)."""
+        self._check_vae()
         if self.vae is None:
             return samples
         with self._vae_precision():
             return cod_diffusion_space.samples_to_images(self.vae, samples)
+
+    def _check_vae(self) -> None:
+        """`ValueError` for a latent model whose `vae` has been removed (set to `None` after construction)."""
+        if self.vae is None and self.transformer.config.in_channels != 3:
+            raise ValueError(
+                f"this CodPipeline's transformer works in a VAE's latent space (in_channels="
+                f"{self.transformer.config.in_channels}) but the pipeline has no vae; load the pipeline with its vae"
+            )
 
     @contextlib.contextmanager
     def _vae_precision(self) -> Iterator[torch.dtype]:
@@ -262,6 +282,8 @@ class CodPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> CodPipelineOutput | tuple:
         r"""
         Reconstructs image(s) from their CoD condition.
@@ -277,8 +299,17 @@ class CodPipeline(DiffusionPipeline):
             generator (`torch.Generator`, *optional*): generator of the initial noise.
             latents (`torch.Tensor`, *optional*): the initial noise `(B * num_images_per_prompt, *sample_shape)` at
                 sigma = 1, instead of a draw from `generator`.
-            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` (uint8) or `"pt"` (float in [0, 1]).
+            output_type (`str`, defaults to `"pil"`): `"pil"` (the release's uint8 rounding), `"np"` (`(B, H, W, 3)`
+                float32 in [0, 1]), `"pt"` (`(B, 3, H, W)` float in [0, 1]) or `"latent"` (the diffusion-space
+                samples, not decoded).
             return_dict (`bool`, defaults to `True`): return a [`CodPipelineOutput`] instead of a tuple.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): called
+                after every sampler step as `callback_on_step_end(pipe, step_index, sigma, callback_kwargs)`, as in
+                diffusers; `callback_kwargs` holds the tensors named in `callback_on_step_end_tensor_inputs`, and a
+                `"latents"` (or `"condition"`) entry in the dictionary it returns replaces the current sample (or
+                condition map).
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): the tensors passed to the
+                callback, among `_callback_tensor_inputs`.
 
         Examples:
             >>> from cod_diffc import CodPipeline
@@ -296,7 +327,16 @@ class CodPipeline(DiffusionPipeline):
         indices = self.condition_indices(images)
         condition = self.condition_codec.decode_indices(indices).repeat_interleave(num_images_per_prompt, dim=0)
         output = self.generate(
-            condition, height, width, num_inference_steps, guidance_scale, generator, output_type, latents=latents
+            condition,
+            height,
+            width,
+            num_inference_steps,
+            guidance_scale,
+            generator,
+            output_type,
+            latents=latents,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
         return output if return_dict else (output.images,)
 
@@ -311,14 +351,26 @@ class CodPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         latents: torch.Tensor | None = None,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> CodPipelineOutput:
         """Samples images of `height x width` from a decoded condition map `(B, C, H/16, W/16)`.
 
-        `latents` (`(B, *sample_shape)`, the initial noise at sigma = 1) replaces the generator's draw when given.
-        Models offloaded with `enable_model_cpu_offload` are moved back when it returns.
+        `latents` (`(B, *sample_shape)`, the initial noise at sigma = 1) replaces the generator's draw when given;
+        `output_type` and the callback are [`__call__`]'s. Models offloaded with `enable_model_cpu_offload` are moved
+        back when it returns.
         """
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
+        self._check_vae()
+        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        unknown = sorted(set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs))
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs may name {', '.join(self._callback_tensor_inputs)}, got "
+                f"{', '.join(unknown)}"
+            )
         guidance_scale = self.config.default_guidance_scale if guidance_scale is None else guidance_scale
         batch_size = condition.shape[0]
         null_condition = self.condition_codec.null_condition(height, width, batch_size)
@@ -330,10 +382,21 @@ class CodPipeline(DiffusionPipeline):
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
 
-        samples = self.sample(latents, condition, null_condition, num_inference_steps, guidance_scale)
-        images = self.to_images(samples).float()
+        samples = self.sample(
+            latents,
+            condition,
+            null_condition,
+            num_inference_steps,
+            guidance_scale,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
+        if output_type == "latent":
+            result = samples
+        else:
+            result = self.postprocess(self.to_images(samples).float(), output_type)
         self.maybe_free_model_hooks()
-        return CodPipelineOutput(images=self.postprocess(images, output_type))
+        return CodPipelineOutput(images=result)
 
     @torch.no_grad()
     def sample(
@@ -343,6 +406,8 @@ class CodPipeline(DiffusionPipeline):
         null_condition: torch.Tensor,
         num_inference_steps: int,
         guidance_scale: float,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> torch.Tensor:
         """Integrates the flow from `noise` (sigma = 1) to a diffusion-space sample (sigma = 0).
 
@@ -351,6 +416,7 @@ class CodPipeline(DiffusionPipeline):
             condition, null_condition: `(B, C, H/16, W/16)` condition maps (the null one for guidance).
             num_inference_steps: sampler steps.
             guidance_scale: classifier-free guidance weight, used inside the release's window.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: see [`__call__`].
         """
         if not isinstance(self.scheduler, CodFlowMatchScheduler):
             raise ValueError(
@@ -361,9 +427,15 @@ class CodPipeline(DiffusionPipeline):
         condition, null_condition = condition.to(dtype), null_condition.to(dtype)
         sample = noise.to(device=self._execution_device, dtype=dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-        for sigma in self.progress_bar(self.scheduler.timesteps):
+        for index, sigma in enumerate(self.progress_bar(self.scheduler.timesteps)):
             velocity = self.guided_velocity(sample, sigma, condition, null_condition, guidance_scale)
             sample = self.scheduler.step(velocity, sigma, sample).prev_sample
+            if callback_on_step_end is not None:
+                tensors = {"latents": sample, "condition": condition}
+                inputs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
+                outputs = callback_on_step_end(self, index, sigma, inputs)
+                sample = outputs.pop("latents", sample)
+                condition = outputs.pop("condition", condition)
         return sample
 
     def guided_velocity(
@@ -390,14 +462,19 @@ class CodPipeline(DiffusionPipeline):
 
     @staticmethod
     def postprocess(images: torch.Tensor, output_type: str) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
-        """Images in [-1, 1] → the release's uint8 mapping `clip((x + 1) * 127.5 + 0.5, 0, 255)` (round half up).
-
-        The arithmetic runs in the dtype of `images` (the release runs it in bfloat16).
-        """
+        """Images `(B, 3, H, W)` in [-1, 1] → `"pt"`: `(B, 3, H, W)` float in [0, 1]; `"np"`: `(B, H, W, 3)` float32 in
+        [0, 1] (both as in every diffusers pipeline); `"pil"`: images by the release's uint8 mapping
+        ([`quantize_uint8`])."""
         if output_type == "pt":
             return ((images + 1.0) / 2.0).clamp(0.0, 1.0).cpu()
-        as_uint8 = ((images + 1.0) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)  # (B, 3, H, W)
-        array = as_uint8.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
         if output_type == "np":
-            return array
-        return [PIL.Image.fromarray(a) for a in array]
+            return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
+        return [PIL.Image.fromarray(array) for array in CodPipeline.quantize_uint8(images)]
+
+    @staticmethod
+    def quantize_uint8(images: torch.Tensor) -> np.ndarray:
+        """Images `(B, 3, H, W)` in [-1, 1] → `(B, H, W, 3)` uint8 by the release's mapping
+        `clip((x + 1) * 127.5 + 0.5, 0, 255)` (round half up), computed in the dtype of `images` (the release runs it
+        in bfloat16)."""
+        as_uint8 = ((images + 1.0) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)  # (B, 3, H, W)
+        return as_uint8.permute(0, 2, 3, 1).cpu().numpy()

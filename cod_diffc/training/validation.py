@@ -18,8 +18,9 @@ def reconstruct(
     for start in range(0, images.shape[0], batch_size):
         batch = images[start : start + batch_size].to(pipeline.device, torch.float32) / 255.0  # (B, 3, H, W)
         generator = torch.Generator(pipeline.device).manual_seed(seed + start)
-        result = pipeline(batch, num_inference_steps=num_inference_steps, generator=generator, output_type="np")
-        outputs.append(torch.from_numpy(result.images).permute(0, 3, 1, 2))  # (B, 3, H, W) uint8
+        result = pipeline(batch, num_inference_steps=num_inference_steps, generator=generator, output_type="latent")
+        as_uint8 = pipeline.quantize_uint8(pipeline.to_images(result.images).float())  # (B, H, W, 3)
+        outputs.append(torch.from_numpy(as_uint8).permute(0, 3, 1, 2))  # (B, 3, H, W) uint8
     return torch.cat(outputs)
 
 

@@ -47,7 +47,7 @@ def uint8_differences(
     """
 
     def to_uint8(values: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(CodPipeline.postprocess(pipe.to_images(values).bfloat16(), "np")).permute(0, 3, 1, 2)
+        return torch.from_numpy(CodPipeline.quantize_uint8(pipe.to_images(values).bfloat16())).permute(0, 3, 1, 2)
 
     reference = reference_uint8.to(torch.uint8)
     ours, low, high = to_uint8(sample), to_uint8(sample - atol), to_uint8(sample + atol)

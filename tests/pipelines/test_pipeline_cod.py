@@ -62,11 +62,15 @@ def test_output_types_and_shapes(pixel_pipe, size):
     image = make_image(height, width)
     generator = torch.Generator().manual_seed(0)
     pil = pixel_pipe(image, num_inference_steps=1, generator=generator).images
-    array = pixel_pipe(image, num_inference_steps=1, output_type="np").images
-    tensor = pixel_pipe(image, num_inference_steps=1, output_type="pt").images
+    array = pixel_pipe(image, num_inference_steps=1, generator=generator.manual_seed(0), output_type="np").images
+    tensor = pixel_pipe(image, num_inference_steps=1, generator=generator.manual_seed(0), output_type="pt").images
+    latent = pixel_pipe(image, num_inference_steps=1, generator=generator.manual_seed(0), output_type="latent").images
     assert pil[0].size == (width, height)
-    assert array.shape == (1, height, width, 3) and array.dtype == np.uint8
+    assert array.shape == (1, height, width, 3) and array.dtype == np.float32  # diffusers' convention
     assert tensor.shape == (1, 3, height, width) and 0 <= tensor.min() and tensor.max() <= 1
+    np.testing.assert_array_equal(array, tensor.permute(0, 2, 3, 1).numpy())
+    assert latent.shape == (1, 3, height, width) and latent.min() < 0  # the sample in [-1, 1] space, not decoded
+    np.testing.assert_array_equal(np.asarray(pil[0]), pixel_pipe.quantize_uint8(latent)[0])  # the release's rounding
 
 
 def test_dict_and_tuple_outputs_are_equal(pixel_pipe):
@@ -156,4 +160,42 @@ def test_save_and_load_round_trip(tmp_path, name):
     image = make_image(64, 64)
     ours = pipe(image, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
     theirs = loaded(image, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
-    assert np.array_equal(ours.images, theirs.images)
+    torch.testing.assert_close(loaded.transformer.state_dict(), pipe.transformer.state_dict(), rtol=0, atol=0)
+    # the same weights; CPU kernels chosen by module state may differ in the last bit
+    np.testing.assert_allclose(ours.images, theirs.images, rtol=0, atol=1e-6)
+
+
+def test_callback_on_step_end_sees_every_step_and_may_replace_the_sample(pixel_pipe):
+    image, seen = make_image(), []
+
+    def zero_the_last_sample(pipe, index, sigma, tensors):
+        seen.append((index, float(sigma), sorted(tensors)))
+        return {"latents": torch.zeros_like(tensors["latents"])} if index == 2 else {}
+
+    output = pixel_pipe(
+        image,
+        num_inference_steps=3,
+        output_type="pt",
+        callback_on_step_end=zero_the_last_sample,
+        callback_on_step_end_tensor_inputs=["latents", "condition"],
+    )
+    sigmas = pixel_pipe.scheduler.timesteps.tolist()
+    assert seen == [(index, sigma, ["condition", "latents"]) for index, sigma in enumerate(sigmas)]
+    torch.testing.assert_close(output.images, torch.full_like(output.images, 0.5))  # the zero sample, decoded
+    with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs may name latents, condition, got noise"):
+        pixel_pipe(
+            image,
+            num_inference_steps=1,
+            callback_on_step_end=zero_the_last_sample,
+            callback_on_step_end_tensor_inputs=["noise"],
+        )
+
+
+def test_a_latent_pipeline_without_its_vae_says_so():
+    pipe = CodPipeline.from_named_config("cod-latent-tiny")
+    pipe.set_progress_bar_config(disable=True)
+    pipe.vae = None
+    with pytest.raises(ValueError, match="works in a VAE's latent space .* but the pipeline has no vae"):
+        pipe(make_image(), num_inference_steps=1)
+    with pytest.raises(ValueError, match="in_channels=4 needs a vae"):
+        CodPipeline(pipe.transformer, pipe.condition_codec, pipe.scheduler, vae=None)
