@@ -1,4 +1,8 @@
-"""What the subcommands share: device, dtype and coder options, backbone options, output file names."""
+"""What the subcommands share: device, dtype and coder options, backbone options, output file names.
+
+Nothing here imports torch at module level: `cod-diffc --help` and every subcommand's `--help` build their parsers
+without it (a second of start-up on a CPU).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
-from cod_diffc.codecs.devices import check_codec_device
-
 
 if TYPE_CHECKING:
+    import torch
+
     from cod_diffc.diffc.channel import ChannelSimulator
 
 MIN_CHUNK_BITS, MAX_CHUNK_BITS = 4, 18
 """`--chunk-bits` range: the pooled coder's candidate pool is `2**bits` rows (1 GiB of float32 at 18 bits)."""
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+"""`--dtype` choices, names of torch dtypes."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a `--dtype` name."""
+    import torch
+
+    return getattr(torch, name)
 
 
 def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -41,6 +51,10 @@ def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
 
 def device_name(text: str) -> str:
     """An argparse `type` for `--device`: a device the codecs run on (CPU or CUDA) that this machine has."""
+    import torch
+
+    from cod_diffc.codecs.devices import check_codec_device
+
     try:
         device = torch.device(text)
     except RuntimeError:
@@ -59,7 +73,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", type=device_name, default="cpu", help="torch device to run the model on (default: cpu)"
     )
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="model dtype (default: float32)")
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="model dtype (default: float32)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

@@ -84,7 +84,7 @@ def _codec_settings(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from cod_diffc.backbones import available_backbones, load_backbone
-    from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
+    from cod_diffc.cli._common import build_simulator, quiet_model_loading, torch_dtype
     from cod_diffc.codecs import available_codecs, load_codec
     from cod_diffc.image_files import limit_long_side, load_image
 
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         args.backbone,
         args.model,
         device=args.device,
-        dtype=DTYPES[args.dtype],
+        dtype=torch_dtype(args.dtype),
         **parse_options(args.option, args.backbone),
     )
     for path in _progress(args):

@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cod_diffc.backbones import load_backbone
-    from cod_diffc.cli._common import DTYPES, parse_options, quiet_model_loading
+    from cod_diffc.cli._common import parse_options, quiet_model_loading, torch_dtype
     from cod_diffc.codecs import codec_of_stream
     from cod_diffc.errors import StreamError
     from cod_diffc.image_files import save_image
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 backbone,
                 args.model,
                 device=args.device,
-                dtype=DTYPES[args.dtype],
+                dtype=torch_dtype(args.dtype),
                 **parse_options(args.option, backbone),
             )
         start = time.perf_counter()

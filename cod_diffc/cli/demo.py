@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     import cod_diffc
     from cod_diffc.backbones import load_backbone
-    from cod_diffc.cli._common import DTYPES, build_simulator, quiet_model_loading
+    from cod_diffc.cli._common import build_simulator, quiet_model_loading, torch_dtype
     from cod_diffc.diffc import decompress, encode
     from cod_diffc.evaluation.html_report import single_image_data, write_page
     from cod_diffc.evaluation.metrics import ms_ssim, psnr, to_uint8
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     sample = args.image or Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))
     image = centre_square(load_image(sample), args.size)
     quiet_model_loading()
-    adapter = load_backbone("cod", args.model, device=args.device, dtype=DTYPES[args.dtype])
+    adapter = load_backbone("cod", args.model, device=args.device, dtype=torch_dtype(args.dtype))
     print(f"model: {args.model or DEFAULT_EMBEDDED_MODEL + ' (embedded)'}")
     print(f"image: {sample} (resized to {args.size}x{args.size})")
 

@@ -114,7 +114,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
     """The methods the arguments name (models loaded), and notes on the baselines that cannot run here."""
     from cod_diffc.backbones import available_backbones, load_backbone
-    from cod_diffc.cli._common import DTYPES, build_simulator, parse_options, quiet_model_loading
+    from cod_diffc.cli._common import build_simulator, parse_options, quiet_model_loading, torch_dtype
     from cod_diffc.codecs import available_codecs, load_codec
     from cod_diffc.diffc import DiffCSchedule
     from cod_diffc.evaluation.baselines import codec_availability
@@ -154,7 +154,7 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
             spec["backbone"],
             spec["model"],
             device=device,
-            dtype=DTYPES[args.dtype],
+            dtype=torch_dtype(args.dtype),
             **parse_options(spec["options"], spec["backbone"]),
         )
         for spec in specs
