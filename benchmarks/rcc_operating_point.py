@@ -20,7 +20,7 @@ import torch
 from kodak import kodak_centre_crop
 
 from cod_diffc.backbones import load_backbone
-from cod_diffc.cli._common import build_simulator
+from cod_diffc.diffc.channel_registry import build_channel
 from cod_diffc.diffc import decompress, encode
 from cod_diffc.evaluation.bjontegaard import bd_psnr, bd_rate
 from cod_diffc.evaluation.metrics import psnr, to_uint8
@@ -39,7 +39,7 @@ def run_setting(adapter, images: dict[str, torch.Tensor], coder: str, chunk_bits
     """Mean bpp and PSNR per target over the images, with median encode and per-cut decode seconds."""
     bpp, quality, encode_s, decode_s = [], [], [], []
     for image in images.values():
-        simulator = build_simulator(coder, chunk_bits)
+        simulator = build_channel(coder, chunk_bits)
         start = time.perf_counter()
         points = encode(image, adapter, target_bpp=TARGET_BPP, simulator=simulator, progress=False).points
         encode_s.append(time.perf_counter() - start)

@@ -11,13 +11,12 @@ import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 
 if TYPE_CHECKING:
     import torch
 
-    from cod_diffc.diffc.channel import ChannelSimulator
 
 MIN_CHUNK_BITS, MAX_CHUNK_BITS = 4, 18
 """`--chunk-bits` range: the pooled coder's candidate pool is `2**bits` rows (1 GiB of float32 at 18 bits)."""
@@ -77,38 +76,34 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-CODER_ALIASES = {"pooled": "pooled_pfr", "plain": "chunked_pfr"}
-"""`--coder` short names of the built-in channel coders."""
-
-
 def add_coder_arguments(parser: argparse.ArgumentParser) -> None:
     """`--coder` and `--chunk-bits`: the reverse channel coder and its operating point."""
     parser.add_argument(
         "--coder",
-        default="pooled",
         metavar="{pooled,plain,NAME}",
-        help="reverse channel coder: shared candidate pool scored by matrix products (pooled, the default), fresh "
-        "candidates (plain), or any registered channel coder by name",
+        help="DiffC's reverse channel coder: shared candidate pool scored by matrix products (pooled, the default), "
+        "fresh candidates (plain), or any registered channel coder by name (`cod-diffc codecs --channels`)",
     )
     parser.add_argument(
         "--chunk-bits",
         type=int_in_range(MIN_CHUNK_BITS, MAX_CHUNK_BITS),
-        default=15,
-        help=f"log2 of the candidates per chunk, {MIN_CHUNK_BITS} to {MAX_CHUNK_BITS} (default 15: about 13 bits of KL "
-        "per chunk); smaller is faster and costs more bits",
+        help=f"log2 of the candidates per chunk, {MIN_CHUNK_BITS} to {MAX_CHUNK_BITS} (DiffC's default 15: about 13 "
+        "bits of KL per chunk); smaller is faster and costs more bits",
     )
 
 
-def build_simulator(coder: str, chunk_bits: int) -> ChannelSimulator:
-    """The channel simulator the `--coder` / `--chunk-bits` options name: the coder's class built with
-    `max_chunk_bits=chunk_bits`; `ValueError` listing the available coders for an unknown name."""
-    from cod_diffc.diffc.channel_registry import get_channel_class
-
-    simulator_class = get_channel_class(CODER_ALIASES.get(coder, coder))
-    try:
-        return simulator_class(max_chunk_bits=chunk_bits)
-    except TypeError as error:
-        raise ValueError(f"channel coder {coder!r} cannot be built with --chunk-bits: {error}") from None
+def codec_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The codec settings the command line gives (`--steps`, `--guidance-scale`, `--denoise-guidance-scale`,
+    `--coder`, `--chunk-bits`): only those set, for [`~codecs.codec.Codec.from_settings`], so that a codec is told
+    only what the user asked of it."""
+    settings = {
+        "num_steps": getattr(args, "steps", None),
+        "guidance_scale": getattr(args, "guidance_scale", None),
+        "denoise_guidance_scale": getattr(args, "denoise_guidance_scale", None),
+        "coder": getattr(args, "coder", None),
+        "chunk_bits": getattr(args, "chunk_bits", None),
+    }
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 def quiet_model_loading() -> None:

@@ -1,4 +1,5 @@
-"""`cod-diffc codecs`: the codec names `--codec` accepts (built-in and installed plugins), one line each; with
+"""`cod-diffc codecs`: the codec names `--codec` accepts (built-in and installed plugins), one line each saying
+whether the codec is progressive (one encode, several rates; `--stop-step`); with
 `--channels`, DiffC's reverse channel coders (what `--coder` accepts)."""
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ def run(args: argparse.Namespace) -> int:
 
 def codec_rows() -> list[tuple[str, str]]:
     from cod_diffc.codecs import available_codecs, get_codec_class
+    from cod_diffc.codecs.registry import DEFAULT_CODEC
 
-    return [(name, get_codec_class(name).summary) for name in available_codecs()]
+    rows = []
+    for name in available_codecs():
+        codec_class = get_codec_class(name)
+        kind = "progressive" if codec_class.progressive else "one rate per stream"
+        rows.append((name, f"{'(default) ' if name == DEFAULT_CODEC else ''}{kind}; {codec_class.summary}"))
+    return rows
 
 
 def channel_coder_rows() -> list[tuple[str, str]]:
     """Each coder's name (with its `--coder` short name) and the first line of its class docstring."""
-    from cod_diffc.cli._common import CODER_ALIASES
-    from cod_diffc.diffc.channel_registry import available_channels, get_channel_class
+    from cod_diffc.diffc.channel_registry import CODER_ALIASES, available_channels, get_channel_class
 
     short_names = {name: alias for alias, name in CODER_ALIASES.items()}
     rows = []

@@ -1,12 +1,19 @@
-"""`cod-diffc compress`: images → streams of any codec (DiffC: one encode per image for every requested rate)."""
+"""`cod-diffc compress`: images → streams of any codec of the registry, through the `Codec` interface only (a
+progressive codec makes every requested rate from one encode per image)."""
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments, int_in_range, output_paths, parse_options
+from cod_diffc.cli._common import (
+    add_coder_arguments,
+    add_runtime_arguments,
+    codec_settings,
+    int_in_range,
+    output_paths,
+    parse_options,
+)
 
 
 STREAM_SUFFIX = ".cdc"
@@ -17,12 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "compress",
         help="compress images with a diffusion codec (DiffC, Turbo-DDCM, DDCM) on a diffusion backbone",
         description=(
-            "Compress images with a zero-shot diffusion codec. DiffC (the default): one encode per image serves "
-            "every requested rate (the stream is progressive). Any image size: sides the backbone cannot take are "
-            "mirror-padded and cropped on decode."
+            "Compress images with a zero-shot diffusion codec. A progressive codec (see `cod-diffc codecs`) makes every requested rate from one encode per image and can cut after a number of "
+            "coded steps (--stop-step). Any image size: sides the backbone cannot take are mirror-padded and cropped "
+            "on decode."
         ),
     )
-    parser.add_argument("--codec", default="diffc", help="codec name (see `cod-diffc codecs`; default diffc)")
+    parser.add_argument("--codec", help="codec name (see `cod-diffc codecs`, which marks the default)")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG/JPEG/WebP/... images")
     parser.add_argument(
         "-o", "--output", required=True, help="output file, or directory for several (a trailing / names a directory)"
@@ -33,7 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rate.add_argument("--bpp", type=float, help="target bits per pixel (whole file)")
     rate.add_argument("--bpp-list", type=float, nargs="+", metavar="BPP", help="several target rates at once")
     rate.add_argument(
-        "--stop-step", type=int, nargs="+", metavar="N", help="cut after N DiffC steps (0: condition only; DiffC)"
+        "--stop-step",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="cut after N coded steps (0: condition only; progressive codecs)",
     )
     parser.add_argument("--steps", type=int_in_range(1), default=None, help="schedule length (default: the codec's)")
     add_coder_arguments(parser)
@@ -53,48 +64,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _rate_requests(args: argparse.Namespace) -> tuple[dict, list[str]]:
-    """The `encode` keyword and the file-name labels of the requested cuts."""
+    """The `compress_many` keywords and the file-name labels of the requested streams."""
     if args.stop_step is not None:
         if any(step < 0 for step in args.stop_step):
             raise ValueError("--stop-step must be >= 0")
-        return {"stop_step": args.stop_step}, [f"_step{step}" for step in args.stop_step]
+        return {"stop_steps": args.stop_step}, [f"_step{step}" for step in args.stop_step]
     targets = args.bpp_list if args.bpp_list is not None else ([args.bpp] if args.bpp is not None else None)
     if targets is None:
         return {}, ["_full"]
     if any(not target > 0 for target in targets):
         raise ValueError("target bpp must be > 0")
-    return {"target_bpp": targets}, [f"_bpp{target:g}" for target in targets]
-
-
-def _codec_settings(args: argparse.Namespace) -> dict:
-    """The settings of a codec other than DiffC that the command line sets."""
-    if args.stop_step is not None:
-        raise ValueError(
-            f"--stop-step cuts DiffC's progressive stream; codec {args.codec!r} takes --bpp or --bpp-list"
-        )
-    if args.bpp is None and args.bpp_list is None:
-        raise ValueError(f"codec {args.codec!r} needs a target rate: --bpp or --bpp-list")
-    settings = {
-        "num_steps": args.steps,
-        "guidance_scale": args.guidance_scale,
-        "denoise_guidance_scale": args.denoise_guidance_scale,
-    }
-    return {key: value for key, value in settings.items() if value is not None}
+    return {"target_bpps": targets}, [f"_bpp{target:g}" for target in targets]
 
 
 def run(args: argparse.Namespace) -> int:
     from cod_diffc.backbones import available_backbones, load_backbone
-    from cod_diffc.cli._common import build_simulator, quiet_model_loading, torch_dtype
-    from cod_diffc.codecs import available_codecs, load_codec
+    from cod_diffc.cli._common import quiet_model_loading, torch_dtype
+    from cod_diffc.codecs import available_codecs, get_codec_class
+    from cod_diffc.codecs.registry import DEFAULT_CODEC
     from cod_diffc.image_files import limit_long_side, load_image
 
     if args.backbone not in available_backbones():
         raise ValueError(f"unknown backbone {args.backbone!r}; available: {', '.join(available_backbones())}")
+    args.codec = args.codec or DEFAULT_CODEC
     if args.codec not in available_codecs():
         raise ValueError(f"unknown codec {args.codec!r}; available: {', '.join(available_codecs())}")
-    codec = None if args.codec == "diffc" else load_codec(args.codec, **_codec_settings(args))
-    simulator = build_simulator(args.coder, args.chunk_bits) if codec is None else None  # checked before work
+    codec = get_codec_class(args.codec).from_settings(**codec_settings(args))  # checked before work
     rate, labels = _rate_requests(args)
+    if not codec.progressive and "target_bpps" not in rate:
+        raise ValueError(f"codec {args.codec!r} is not progressive: give a target rate (--bpp or --bpp-list)")
     if len(labels) == 1:
         labels = [""]
     destinations = output_paths(args.images, labels, args.output, STREAM_SUFFIX)
@@ -109,10 +107,7 @@ def run(args: argparse.Namespace) -> int:
         **parse_options(args.option, args.backbone),
     )
     for path in _progress(args):
-        if codec is None:
-            _compress_diffc(args, adapter, simulator, images[path], rate, labels, path, destinations)
-        else:
-            _compress_at_targets(args, codec, adapter, images[path], rate["target_bpp"], labels, path, destinations)
+        _compress(args, codec, adapter, images[path], rate, labels, path, destinations)
     return 0
 
 
@@ -122,52 +117,22 @@ def _progress(args: argparse.Namespace):
     return tqdm(args.images, desc="images", disable=args.no_progress or len(args.images) == 1)
 
 
-def _report(path: Path, destination: Path, stream: bytes, bpp: float, detail: str, seconds: float) -> None:
-    print(f"{path} -> {destination}: {len(stream)} bytes, {bpp:.4f} bpp, {detail}, {seconds:.1f} s")
-
-
-def _compress_at_targets(args, codec, adapter, image, targets, labels, path, destinations) -> None:
-    """One encode per target rate (codecs whose streams are not progressive); every file is written once all are
-    made, so a target that fails leaves none behind."""
+def _compress(args, codec, adapter, image, rate, labels, path, destinations) -> None:
+    """Every requested stream of one image; the files are written once all are made, so a request that fails leaves
+    none behind."""
     import torch
 
     from cod_diffc.image_files import atomic_write
 
     height, width = image.shape[-2:]
-    streams = []
-    for target in targets:
-        start = time.perf_counter()
-        stream = codec.compress(
-            image.to(torch.float32), adapter, target_bpp=target, seed=args.seed, progress=not args.no_progress
-        )
-        streams.append((stream, time.perf_counter() - start))
-    for label, (stream, seconds) in zip(labels, streams):
-        destination = destinations[(path, label)]
-        atomic_write(destination, stream)
-        _report(path, destination, stream, 8 * len(stream) / (height * width), f"codec {codec.name}", seconds)
-
-
-def _compress_diffc(args, adapter, simulator, image, rate, labels, path, destinations) -> None:
-    """One DiffC encode for every requested cut."""
-    import torch
-
-    from cod_diffc.diffc import DiffCSchedule, encode
-    from cod_diffc.image_files import atomic_write
-
-    start = time.perf_counter()
-    result = encode(
-        image.to(torch.float32),
-        adapter,
-        schedule=DiffCSchedule(num_steps=args.steps) if args.steps is not None else None,
-        seed=args.seed,
-        simulator=simulator,
-        guidance_scale=args.guidance_scale,
-        denoise_guidance_scale=args.denoise_guidance_scale,
-        progress=not args.no_progress,
-        **rate,
+    coded = codec.compress_many(
+        image.to(torch.float32), adapter, seed=args.seed, progress=not args.no_progress, **rate
     )
-    seconds = time.perf_counter() - start
-    for label, point in zip(labels, result.points):
+    for label, point in zip(labels, coded):
         destination = destinations[(path, label)]
         atomic_write(destination, point.stream)
-        _report(path, destination, point.stream, point.bpp, f"stop step {point.stop_step}", seconds)
+        bpp = 8 * len(point.stream) / (height * width)
+        print(
+            f"{path} -> {destination}: {len(point.stream)} bytes, {bpp:.4f} bpp, codec {codec.name}, "
+            f"{point.setting}, {point.encoding_time:.1f} s"
+        )

@@ -1,4 +1,5 @@
-"""`cod-diffc demo`: the shipped sample image through CoD + DiffC at a few rates, with a side-by-side picture."""
+"""`cod-diffc demo`: the shipped sample image through the default codec (DiffC) on CoD at a few rates, with a
+side-by-side picture."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import importlib.resources
 import time
 from pathlib import Path
 
-from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments, int_in_range
+from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments, codec_settings, int_in_range
 
 
 DEFAULT_RATES = (0.02, 0.05, 0.1)
@@ -18,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="compress and decompress the sample image at a few rates with the embedded CoD model",
         description=(
-            "Compress the sample image that ships with the package (or --image) with DiffC on CoD at a few rates and "
+            "Compress the sample image that ships with the package (or --image) with the default codec on CoD at a few "
+            "rates and "
             "the condition alone, decompress every stream, and write the reconstructions, a side-by-side PNG and a "
             "table of bytes, bpp and PSNR."
         ),
@@ -43,13 +45,15 @@ def run(args: argparse.Namespace) -> int:
 
     import cod_diffc
     from cod_diffc.backbones import load_backbone
-    from cod_diffc.cli._common import build_simulator, quiet_model_loading, torch_dtype
-    from cod_diffc.diffc import decompress, encode
+    from cod_diffc.cli._common import quiet_model_loading, torch_dtype
+    from cod_diffc.codecs import get_codec_class
+    from cod_diffc.codecs.registry import DEFAULT_CODEC
     from cod_diffc.evaluation.html_report import single_image_data, write_page
     from cod_diffc.evaluation.metrics import ms_ssim, psnr, to_uint8
     from cod_diffc.image_files import atomic_write, centre_square, load_image, save_image
     from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
+    codec = get_codec_class(DEFAULT_CODEC).from_settings(**codec_settings(args))
     sample = args.image or Path(str(importlib.resources.files("cod_diffc") / "assets" / "sample.png"))
     image = centre_square(load_image(sample), args.size)
     quiet_model_loading()
@@ -57,34 +61,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {args.model or DEFAULT_EMBEDDED_MODEL + ' (embedded)'}")
     print(f"image: {sample} (resized to {args.size}x{args.size})")
 
-    # Targets at or below the condition-only file are that file; the rest come from one encode.
-    smallest_bpp = encode(image, adapter, stop_step=0, progress=False).points[0].bpp
+    # The condition alone (no coded step), then every target above it, from one encode.
+    (condition_only,) = codec.compress_many(image, adapter, stop_steps=[0], progress=False)
+    smallest_bpp = 8 * len(condition_only.stream) / (args.size * args.size)
     targets = sorted(target for target in args.bpp if target > smallest_bpp)
     for target in sorted(set(args.bpp) - set(targets)):
         print(f"note: {target} bpp is below the condition-only stream ({smallest_bpp:.4f} bpp) at this size")
-    start = time.perf_counter()
-    result = encode(
-        image,
-        adapter,
-        **({"target_bpp": targets} if targets else {"stop_step": 0}),
-        simulator=build_simulator(args.coder, args.chunk_bits),
-        progress=not args.no_progress,
-    )
-    encode_seconds = time.perf_counter() - start
-    # The condition alone, then every requested cut (targets that fall on the same stop step give one stream).
-    cuts = {0: result.stream(0), **{point.stop_step: point.stream for point in result.points}}
-    points = sorted(cuts.items())
+    coded = codec.compress_many(image, adapter, target_bpps=targets, progress=not args.no_progress) if targets else []
+    encode_seconds = coded[0].encoding_time if coded else condition_only.encoding_time
+    # Targets that fall on the same cut give one stream.
+    points = [("condition_only", condition_only.stream)]
+    for point in coded:
+        if point.stream != points[-1][1]:
+            points.append((point.setting.replace("=", ""), point.stream))
 
     args.output.mkdir(parents=True, exist_ok=True)
     original = to_uint8(image)
     save_image(args.output / "original.png", original)
     panels, rows, page_points = [original], [], []
-    for stop_step, stream in points:
-        name = "condition_only" if stop_step == 0 else f"step{stop_step}"
+    for name, stream in points:
         atomic_write(args.output / f"{name}.cdc", stream)
         start = time.perf_counter()
         reconstruction = to_uint8(
-            decompress(stream, adapter, num_denoise_steps=args.denoise_steps, progress=not args.no_progress)
+            codec.decompress(stream, adapter, num_denoise_steps=args.denoise_steps, progress=not args.no_progress)
         )
         decode_seconds = time.perf_counter() - start
         save_image(args.output / f"{name}.png", reconstruction)
@@ -109,6 +108,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<16}{size:>8}{bpp:>9.4f}{quality:>9.2f}{seconds:>10.1f}")
     print(f"wrote {args.output}/side_by_side.png (original, then the rows above from left to right)")
     run = {"command": " ".join(["cod-diffc", *args.argv]), "version": cod_diffc.__version__}
-    data = single_image_data("cod-diffc demo", run, sample.stem, "original.png", "DiffC on CoD", page_points)
+    data = single_image_data("cod-diffc demo", run, sample.stem, "original.png", f"{codec.name} on CoD", page_points)
     print(f"wrote {write_page(args.output / 'index.html', data)} (compare the pictures in a browser)")
     return 0

@@ -46,17 +46,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Evaluate diffusion codecs (--codec: DiffC, Turbo-DDCM, DDCM, ...) on one or more backbones, and classical "
             "codecs, at the requested rates on every image of DATASET_DIR. Writes one CompressAI-style JSON per "
             "method, a per-image CSV, an RD plot and a Markdown A/B report (BD-rate against an anchor, crops) to -o. "
-            "One DiffC encode per image serves every rate; the other codecs encode once per rate."
+            "A progressive codec encodes once per image for every rate; the others encode once per rate."
         ),
     )
     parser.add_argument(
         "--codec",
         dest="codecs",
         nargs="+",
-        default=["diffc"],
         metavar="CODEC",
-        help="diffusion codecs to run on every --backbone (see `cod-diffc codecs`; default diffc); methods are named "
-        "cod_diffc-BACKBONE for DiffC and CODEC-BACKBONE for the others",
+        help="diffusion codecs to run on every --backbone (see `cod-diffc codecs`, which marks the default); methods "
+        "are named cod_diffc-BACKBONE for the default codec and CODEC-BACKBONE for the others",
     )
     parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="folder of images (png, jpg, webp, ...)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
@@ -111,30 +110,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, backbones=None)
 
 
+def _codecs(names: list[str], settings: dict) -> dict:
+    """Each codec with the settings it takes; `ValueError` for a setting that none of them takes."""
+    from cod_diffc.codecs import get_codec_class
+
+    classes = {name: get_codec_class(name) for name in names}
+    unused = sorted(set(settings) - set().union(*(codec_class.setting_names() for codec_class in classes.values())))
+    if unused:
+        raise ValueError(f"no codec of --codec {' '.join(names)} takes the setting(s) {', '.join(unused)}")
+    return {
+        name: codec_class.from_settings(**{k: v for k, v in settings.items() if k in codec_class.setting_names()})
+        for name, codec_class in classes.items()
+    }
+
+
 def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
     """The methods the arguments name (models loaded), and notes on the baselines that cannot run here."""
     from cod_diffc.backbones import available_backbones, load_backbone
-    from cod_diffc.cli._common import build_simulator, parse_options, quiet_model_loading, torch_dtype
-    from cod_diffc.codecs import available_codecs, load_codec
-    from cod_diffc.diffc import DiffCSchedule
+    from cod_diffc.cli._common import codec_settings, parse_options, quiet_model_loading, torch_dtype
+    from cod_diffc.codecs import available_codecs
+    from cod_diffc.codecs.registry import DEFAULT_CODEC
     from cod_diffc.evaluation.baselines import codec_availability
-    from cod_diffc.evaluation.sweep import CodecMethod, DiffCMethod, ZeroShotCodecMethod
+    from cod_diffc.evaluation.sweep import CodecMethod, DiffusionCodecMethod
 
     specs = args.backbones or []
     for spec in specs:
         if spec["backbone"] not in available_backbones():
             raise ValueError(f"unknown backbone {spec['backbone']!r}; available: {', '.join(available_backbones())}")
-    codec_names = list(dict.fromkeys(args.codecs))
+    codec_names = list(dict.fromkeys(args.codecs or [DEFAULT_CODEC]))
     for codec_name in codec_names:
         if codec_name not in available_codecs():
             raise ValueError(f"unknown codec {codec_name!r}; available: {', '.join(available_codecs())}")
+    codecs = _codecs(codec_names, codec_settings(args))
     baselines, notes = codec_availability(args.baseline)
     decodes = list(dict.fromkeys(args.decode))
     runs = [(codec, index, decode) for codec in codec_names for index in range(len(specs)) for decode in decodes]
 
     def run_name(codec: str, index: int, decode: str) -> str:
         label = specs[index]["label"]
-        if codec == "diffc":
+        if codec == DEFAULT_CODEC:  # the library's own method keeps the library's name
             stem = label or f"cod_diffc-{specs[index]['backbone']}"
         else:
             stem = f"{codec}-{label or specs[index]['backbone']}"
@@ -159,27 +173,17 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
         )
         for spec in specs
     ]
-    guidance = {"guidance_scale": args.guidance_scale, "denoise_guidance_scale": args.denoise_guidance_scale}
-    other_settings = {key: value for key, value in {"num_steps": args.steps, **guidance}.items() if value is not None}
-    methods = []
-    for name, (codec_name, spec_index, decode) in zip(names, runs):
-        if codec_name == "diffc":
-            method = DiffCMethod(
-                name,
-                adapters[spec_index],
-                schedule=DiffCSchedule(num_steps=args.steps) if args.steps is not None else None,
-                simulator=build_simulator(args.coder, args.chunk_bits),
-                seed=args.seed,
-                num_denoise_steps=args.denoise_steps,
-                decode=decode,
-                **guidance,
-            )
-        else:
-            codec = load_codec(codec_name, **other_settings)
-            method = ZeroShotCodecMethod(
-                name, codec, adapters[spec_index], seed=args.seed, num_denoise_steps=args.denoise_steps, decode=decode
-            )
-        methods.append(method)
+    methods = [
+        DiffusionCodecMethod(
+            name,
+            codecs[codec_name],
+            adapters[spec_index],
+            seed=args.seed,
+            num_denoise_steps=args.denoise_steps,
+            decode=decode,
+        )
+        for name, (codec_name, spec_index, decode) in zip(names, runs)
+    ]
     methods += [CodecMethod(baseline) for baseline in baselines]
     return methods, notes
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 
 _EXPORTS = {
-    "codec": ["DECODE_METHODS", "Codec", "check_decode_method"],
+    "codec": ["DECODE_METHODS", "CodedStream", "Codec", "DecodedLatent", "check_decode_method"],
     "container": ["Container", "read_container", "stream_codec", "write_container"],
     "dispatch": ["decompress"],
     "registry": [
@@ -45,7 +45,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .codec import DECODE_METHODS, Codec, check_decode_method
+    from .codec import DECODE_METHODS, Codec, CodedStream, DecodedLatent, check_decode_method
     from .container import Container, read_container, stream_codec, write_container
     from .dispatch import decompress
     from .registry import (

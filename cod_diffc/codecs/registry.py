@@ -27,6 +27,9 @@ BUILTIN_CODECS: dict[str, str] = {
     "turbo-ddcm": "cod_diffc.ddcm.codec:TurboDDCMCodec",
 }
 
+DEFAULT_CODEC = "diffc"
+"""The codec the command line uses when `--codec` is not given."""
+
 CODECS = PluginRegistry("codec", ENTRY_POINT_GROUP, BUILTIN_CODECS)
 """The codec registry."""
 

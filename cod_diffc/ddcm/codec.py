@@ -41,7 +41,7 @@ from cod_diffc.backbones.adapter import BackboneAdapter, Condition
 from cod_diffc.backbones.padding import pad_image, padded_size
 from cod_diffc.backbones.resources import check_image_fits
 from cod_diffc.backbones.sampling import model_reverse_step
-from cod_diffc.codecs.codec import Codec, check_guidance, check_image, latent_to_image
+from cod_diffc.codecs.codec import Codec, DecodedLatent, check_guidance, check_image
 from cod_diffc.codecs.container import Container, read_container, write_container
 from cod_diffc.codecs.devices import codec_precision
 from cod_diffc.codecs.randomness import derive_key, seeded_normal
@@ -508,19 +508,14 @@ class _DDCMFamilyCodec(Codec):
         """[`decode`] for this codec's streams."""
         return decode(stream, adapter, self.name, progress=progress)
 
-    def decompress(self, stream, adapter, *, method="flow", num_denoise_steps=25, progress=True) -> torch.Tensor:
+    def decompress_latent(self, stream, adapter, *, progress=True) -> DecodedLatent:
         decoded = self.decode(stream, adapter, progress=progress)
-        return latent_to_image(
-            decoded.latent,
-            decoded.t,
-            adapter,
-            decoded.condition,
-            guidance_scale=decoded.payload.denoise_guidance_scale,
-            height=decoded.container.height,
-            width=decoded.container.width,
-            method=method,
-            num_denoise_steps=num_denoise_steps,
-            progress=progress,
+        guidance, container = decoded.payload.denoise_guidance_scale, decoded.container
+        return DecodedLatent(decoded.latent, decoded.t, decoded.condition, guidance, container.height, container.width)
+
+    def decompress(self, stream, adapter, *, method="flow", num_denoise_steps=25, progress=True) -> torch.Tensor:
+        return self.decompress_latent(stream, adapter, progress=progress).to_image(
+            adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress
         )
 
     def stream_backbone(self, stream: bytes) -> str:

@@ -39,6 +39,20 @@ _BUILTIN_IDS = {"chunked_pfr": 0, "pooled_pfr": 1}  # frozen: the first byte of 
 _NAMED_ID = 255
 
 
+CODER_ALIASES = {"pooled": "pooled_pfr", "plain": "chunked_pfr"}
+"""Short names of the built-in channel coders (`--coder pooled`, `--coder plain`)."""
+
+
+def build_channel(coder: str, max_chunk_bits: int) -> ChannelSimulator:
+    """The channel coder `coder` (a registry name or one of [`CODER_ALIASES`]) built with `max_chunk_bits`;
+    `ValueError` listing the available coders for an unknown name, or naming a coder that takes no chunk size."""
+    simulator_class = get_channel_class(CODER_ALIASES.get(coder, coder))
+    try:
+        return simulator_class(max_chunk_bits=max_chunk_bits)
+    except TypeError as error:
+        raise ValueError(f"channel coder {coder!r} cannot be built with a chunk size: {error}") from None
+
+
 def register_channel(name: str, simulator_class: type[ChannelSimulator]) -> None:
     """Registers a [`~diffc.channel.ChannelSimulator`] subclass under `name` (its `method` attribute) for this
     session; `ValueError` for an invalid or taken name, or a class that is not a channel simulator of that name."""

@@ -22,6 +22,7 @@ probability-flow ODE. One encode yields every rate: the stream is cut at the cho
 
 import functools
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -32,7 +33,15 @@ from cod_diffc.backbones.adapter import BackboneAdapter, Condition
 from cod_diffc.backbones.padding import pad_image, padded_size
 from cod_diffc.backbones.resources import check_image_fits
 from cod_diffc.backbones.sampling import ReverseStep, model_reverse_step
-from cod_diffc.codecs.codec import Codec, check_decode_method, check_guidance, check_image, latent_to_image
+from cod_diffc.codecs.codec import (
+    Codec,
+    CodedStream,
+    DecodedLatent,
+    check_decode_method,
+    check_guidance,
+    check_image,
+    latent_to_image,
+)
 from cod_diffc.codecs.container import check_backbone
 from cod_diffc.codecs.devices import codec_precision
 from cod_diffc.codecs.randomness import derive_key, seeded_normal
@@ -42,7 +51,7 @@ from cod_diffc.errors import StreamError
 from .bitstream import DiffCStream, read_stream, write_stream
 from .channel import ChannelSimulator, StepCode
 from .channel_pooled import PooledPFRSimulator
-from .channel_registry import channel_config, channel_from_config
+from .channel_registry import build_channel, channel_config, channel_from_config
 from .index_coding import StepCodeWriter
 
 
@@ -475,7 +484,8 @@ def decoded_image(
 
 class DiffCCodec(Codec):
     r"""
-    DiffC as a [`~codecs.codec.Codec`]: the encoder's settings, and [`compress`] / [`decompress`] at one rate.
+    DiffC as a [`~codecs.codec.Codec`]: the encoder's settings, and streams at one rate ([`compress`]) or at many
+    from one encode ([`compress_many`]: DiffC is progressive).
 
     Args:
         schedule ([`DiffCSchedule`], *optional*): The encoding schedule; defaults to `DiffCSchedule()`.
@@ -485,7 +495,8 @@ class DiffCCodec(Codec):
     """
 
     name = "diffc"
-    summary = "DiffC: reverse-channel coding of noisy latents, then a probability-flow denoise (progressive)"
+    summary = "DiffC: reverse-channel coding of noisy latents, then a probability-flow denoise"
+    progressive = True
 
     def __init__(
         self,
@@ -501,20 +512,58 @@ class DiffCCodec(Codec):
             "denoise_guidance_scale": denoise_guidance_scale,
         }
 
+    @classmethod
+    def from_settings(
+        cls,
+        num_steps: int | None = None,
+        coder: str | None = None,
+        chunk_bits: int | None = None,
+        guidance_scale: float | None = None,
+        denoise_guidance_scale: float | None = None,
+    ) -> "DiffCCodec":
+        """The command line's settings: `num_steps` of the schedule, the channel `coder` (a registry name, `pooled` or
+        `plain`) and its `chunk_bits` (15 unless given), and the guidance scales."""
+        simulator = None
+        if coder is not None or chunk_bits is not None:
+            simulator = build_channel(coder or "pooled", 15 if chunk_bits is None else chunk_bits)
+        schedule = None if num_steps is None else DiffCSchedule(num_steps=num_steps)
+        return cls(schedule, simulator, guidance_scale, denoise_guidance_scale)
+
     def compress(self, image, adapter, *, target_bpp, seed=0, clamp_targets=False, progress=True) -> bytes:
+        (coded,) = self.compress_many(
+            image, adapter, target_bpps=[target_bpp], seed=seed, clamp_targets=clamp_targets, progress=progress
+        )
+        return coded.stream
+
+    def compress_many(
+        self, image, adapter, *, target_bpps=None, stop_steps=None, seed=0, clamp_targets=False, progress=True
+    ) -> list[CodedStream]:
+        """One [`encode`] for every requested cut (all of the schedule when neither rates nor steps are given)."""
+        start = time.perf_counter()
         result = encode(
             image,
             adapter,
-            target_bpp=target_bpp,
+            target_bpp=None if target_bpps is None else list(target_bpps),
+            stop_step=None if stop_steps is None else list(stop_steps),
             seed=seed,
             clamp_targets=clamp_targets,
             progress=progress,
             **self.encode_options,
         )
-        return result.points[0].stream
+        seconds = time.perf_counter() - start
+        return [CodedStream(point.stream, f"stop_step={point.stop_step}", seconds) for point in result.points]
+
+    def decompress_latent(self, stream, adapter, *, progress=True) -> DecodedLatent:
+        decoded = decode(stream, adapter, progress=progress)  # with the channel coder the stream names
+        header = decoded.stream
+        return DecodedLatent(
+            decoded.latent, decoded.t, decoded.condition, header.denoise_guidance_scale, header.height, header.width
+        )
 
     def decompress(self, stream, adapter, *, method="flow", num_denoise_steps=25, progress=True) -> torch.Tensor:
-        return decompress(stream, adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress)
+        return self.decompress_latent(stream, adapter, progress=progress).to_image(
+            adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress
+        )
 
     def stream_backbone(self, stream: bytes) -> str:
         return read_stream(stream).backbone

@@ -1,9 +1,8 @@
 r"""Rate-distortion sweeps: every method at every requested rate on every image, one result record per (method, image).
 
-A *method* turns an image and a list of target rates into one reconstruction per rate: [`DiffCMethod`] runs one
-DiffC encode per image for all the rates (the stream is progressive), [`ZeroShotCodecMethod`] one encode per rate of
-any other codec of the registry (Turbo-DDCM, DDCM, plugins), [`CodecMethod`] searches a classical codec's quality
-setting per rate. [`evaluate_images`] writes, for each (method, image), the files it coded
+A *method* turns an image and a list of target rates into one reconstruction per rate: [`DiffusionCodecMethod`]
+runs any diffusion codec of the registry through its interface (one encode per image for a progressive codec, one
+per rate otherwise), [`CodecMethod`] searches a classical codec's quality setting per rate. [`evaluate_images`] writes, for each (method, image), the files it coded
 (`streams/METHOD/`), and a JSON record of every point's size and metrics (`records/METHOD/IMAGE.json`), which is what
 makes a sweep resumable and shardable across processes. [`compressai_results`] and [`write_per_image_csv`] merge the
 records into CompressAI's result JSON and a per-image table.
@@ -35,7 +34,6 @@ from .metrics import PerceptualMetric, ms_ssim, psnr, to_uint8
 if TYPE_CHECKING:
     from cod_diffc.backbones import BackboneAdapter
     from cod_diffc.codecs import Codec
-    from cod_diffc.diffc import ChannelSimulator, DiffCSchedule
 
 
 @dataclass(frozen=True)
@@ -91,132 +89,14 @@ def _check_decode(decode: str, num_denoise_steps: int) -> None:
         raise ValueError(f"num_denoise_steps must be >= 1, got {num_denoise_steps}")
 
 
-class DiffCMethod(RateMethod):
+class DiffusionCodecMethod(RateMethod):
     r"""
-    DiffC on a backbone: one encode per image yields every target rate; each cut is decoded from its file as a
-    receiver would ([`~diffc.decompress`]: replay of the coded steps, then the `decode` method's denoising), and that
-    whole decode is what `decoding_time` measures. Methods that differ only in `decode` (`--decode flow mean`) share
-    one encode per image and one replay per cut: the last image's are kept and reused when the next method asks for
-    the same ones (each method's decoding time still counts the replay).
-
-    Parameters:
-        name (`str`): Method name, e.g. `"cod_diffc-cod"`.
-        adapter ([`~diffc.BackboneAdapter`]): The backbone.
-        schedule ([`~diffc.DiffCSchedule`], *optional*): Encoding schedule; the codec's default when `None`.
-        simulator ([`~diffc.channel.ChannelSimulator`], *optional*): Reverse channel coder; the codec's default when
-            `None`.
-        seed (`int`, defaults to `0`): Seed of the shared randomness.
-        guidance_scale (`float`, *optional*): Guidance of the coded steps.
-        denoise_guidance_scale (`float`, *optional*): Guidance of the decoder's denoising.
-        num_denoise_steps (`int`, defaults to `25`): Probability-flow ODE steps of the decoder.
-        decode (`str`, defaults to `"flow"`): The decoder's denoising, one of [`~codecs.codec.DECODE_METHODS`].
-    """
-
-    stream_suffix = ".cdc"
-    # The last image's encode and the replays of its cuts, shared by every instance: methods that differ only in
-    # `decode` code and replay an image once.
-    _shared: dict[str, Any] = {}
-
-    def __init__(
-        self,
-        name: str,
-        adapter: BackboneAdapter,
-        *,
-        schedule: DiffCSchedule | None = None,
-        simulator: ChannelSimulator | None = None,
-        seed: int = 0,
-        guidance_scale: float | None = None,
-        denoise_guidance_scale: float | None = None,
-        num_denoise_steps: int = 25,
-        decode: str = "flow",
-    ):
-        _check_decode(decode, num_denoise_steps)
-        self.name = name
-        self.decode = decode
-        self.description = (
-            f"Inference (diffc on the {adapter.name} backbone, {decode} decode, actual bytes; one encode per image "
-            "for all rates, whose time every point reports)"
-        )
-        self.adapter = adapter
-        self.encode_options = {
-            "schedule": schedule,
-            "simulator": simulator,
-            "seed": seed,
-            "guidance_scale": guidance_scale,
-            "denoise_guidance_scale": denoise_guidance_scale,
-        }
-        self.num_denoise_steps = num_denoise_steps
-        from cod_diffc.diffc import DiffCSchedule
-        from cod_diffc.diffc.channel_registry import channel_config
-        from cod_diffc.diffc.codec import default_simulator
-
-        schedule = DiffCSchedule() if schedule is None else schedule
-        self.settings = {
-            "backbone": adapter.name,
-            "fingerprint": adapter.fingerprint().hex(),
-            "schedule": {"num_steps": schedule.num_steps, "t_end": schedule.t_end},
-            "channel": channel_config(default_simulator() if simulator is None else simulator).hex(),
-            "seed": seed,
-            "guidance_scale": guidance_scale,
-            "denoise_guidance_scale": denoise_guidance_scale,
-            "num_denoise_steps": num_denoise_steps,
-            "decode": decode,
-        }
-
-    def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
-        from cod_diffc.diffc import decode, decoded_image, encode
-
-        encode_settings = {
-            key: value for key, value in self.settings.items() if key not in ("decode", "num_denoise_steps")
-        }
-        key = (id(self.adapter), json.dumps(encode_settings), image.numpy().tobytes(), tuple(target_bpps))
-        shared = DiffCMethod._shared
-        if shared.get("key") != key:
-            start = time.perf_counter()
-            # A target below the smallest file (header and side information) gets that file, above the target.
-            result = encode(
-                image,
-                self.adapter,
-                target_bpp=list(target_bpps),
-                clamp_targets=True,
-                progress=False,
-                **self.encode_options,
-            )
-            shared = {"key": key, "result": result, "encoding_time": time.perf_counter() - start, "replays": {}}
-            DiffCMethod._shared = shared
-        reconstructions = []
-        for target, point in zip(target_bpps, shared["result"].points):
-            # Decoded from the file as a receiver would: replay the coded steps (once for every decode method), then
-            # the decode method; the decoding time counts both.
-            if point.stream not in shared["replays"]:
-                start = time.perf_counter()
-                decoded = decode(
-                    point.stream, self.adapter, simulator=self.encode_options["simulator"], progress=False
-                )
-                shared["replays"][point.stream] = (decoded, time.perf_counter() - start)
-            decoded, replay_seconds = shared["replays"][point.stream]
-            start = time.perf_counter()
-            reconstruction = decoded_image(
-                decoded, self.adapter, method=self.decode, num_denoise_steps=self.num_denoise_steps, progress=False
-            )
-            reconstructions.append(
-                Reconstruction(
-                    target_bpp=target,
-                    stream=point.stream,
-                    image=to_uint8(reconstruction),
-                    setting=f"stop_step={point.stop_step}",
-                    encoding_time=shared["encoding_time"],
-                    decoding_time=replay_seconds + time.perf_counter() - start,
-                )
-            )
-        return reconstructions
-
-
-class ZeroShotCodecMethod(RateMethod):
-    r"""
-    A codec of the registry whose streams serve one rate each (Turbo-DDCM, DDCM, plugins) on a backbone: one
-    [`~codecs.codec.Codec.compress`] per target rate (a target below the smallest file gets that file), each decoded
-    from its file as a receiver would. Methods that differ only in `decode` share the last image's encodes.
+    A diffusion codec of the registry on a backbone, through the [`~codecs.codec.Codec`] interface only: one
+    [`~codecs.codec.Codec.compress_many`] per image for every target rate (one encode for a progressive codec, one per
+    rate otherwise; a target below the smallest file gets that file), each stream decoded from its file as a
+    receiver would. Methods that differ only in `decode` (`--decode flow mean`) share the last image's encodes and,
+    for a codec that decodes through a noisy latent ([`~codecs.codec.Codec.decompress_latent`]), one decode of each
+    stream; each method's decoding time still counts that decode.
 
     Parameters:
         name (`str`): Method name, e.g. `"turbo-ddcm-cod"`.
@@ -228,7 +108,8 @@ class ZeroShotCodecMethod(RateMethod):
     """
 
     stream_suffix = ".cdc"
-    # The last image's streams and encoding times, shared by every instance (see DiffCMethod._shared).
+    # The last image's streams and decodes, shared by every instance: methods that differ only in `decode` code and
+    # decode an image once.
     _shared: dict[str, Any] = {}
 
     def __init__(
@@ -248,9 +129,9 @@ class ZeroShotCodecMethod(RateMethod):
         self.seed = seed
         self.num_denoise_steps = num_denoise_steps
         self.decode = decode
+        encodes = "one encode per image for all rates" if codec.progressive else "one encode per image and rate"
         self.description = (
-            f"Inference ({codec.name} on the {adapter.name} backbone, {decode} decode, actual bytes; one encode per "
-            "image and rate)"
+            f"Inference ({codec.name} on the {adapter.name} backbone, {decode} decode, actual bytes; {encodes})"
         )
         self.settings = {
             "codec": codec.name,
@@ -262,33 +143,45 @@ class ZeroShotCodecMethod(RateMethod):
             "decode": decode,
         }
 
-    def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
+    def _coded(self, image: torch.Tensor, target_bpps: Sequence[float]) -> dict[str, Any]:
+        """The image's streams (and the decodes made so far), shared with the other instances."""
         encode_settings = {key: self.settings[key] for key in ("codec", "codec_settings", "fingerprint", "seed")}
-        key = (id(self.adapter), json.dumps(encode_settings), image.numpy().tobytes())
-        if ZeroShotCodecMethod._shared.get("key") != key:
-            ZeroShotCodecMethod._shared = {"key": key, "streams": {}}
-        streams = ZeroShotCodecMethod._shared["streams"]  # target -> (stream, encoding seconds)
-        reconstructions = []
-        for target in target_bpps:
-            if target not in streams:
-                start = time.perf_counter()
-                stream = self.codec.compress(
-                    image, self.adapter, target_bpp=target, seed=self.seed, clamp_targets=True, progress=False
-                )
-                streams[target] = (stream, time.perf_counter() - start)
-            stream, encoding_time = streams[target]
-            start = time.perf_counter()
-            reconstruction = self.codec.decompress(
-                stream, self.adapter, method=self.decode, num_denoise_steps=self.num_denoise_steps, progress=False
+        key = (id(self.adapter), json.dumps(encode_settings), image.numpy().tobytes(), tuple(target_bpps))
+        if DiffusionCodecMethod._shared.get("key") != key:
+            coded = self.codec.compress_many(
+                image, self.adapter, target_bpps=list(target_bpps), seed=self.seed, clamp_targets=True, progress=False
             )
+            DiffusionCodecMethod._shared = {"key": key, "coded": coded, "latents": {}}
+        return DiffusionCodecMethod._shared
+
+    def _decompress(self, stream: bytes, latents: dict) -> tuple[torch.Tensor, float]:
+        """The reconstruction of `stream` and the seconds it took, counting the (shared) decode of its latent."""
+        if stream not in latents:
+            start = time.perf_counter()
+            decoded = self.codec.decompress_latent(stream, self.adapter, progress=False)
+            latents[stream] = (decoded, time.perf_counter() - start)
+        decoded, latent_seconds = latents[stream]
+        render = {"method": self.decode, "num_denoise_steps": self.num_denoise_steps, "progress": False}
+        start = time.perf_counter()
+        if decoded is None:  # a codec that does not decode through a latent
+            reconstruction = self.codec.decompress(stream, self.adapter, **render)
+        else:
+            reconstruction = decoded.to_image(self.adapter, **render)
+        return reconstruction, latent_seconds + time.perf_counter() - start
+
+    def reconstruct(self, image: torch.Tensor, target_bpps: Sequence[float]) -> list[Reconstruction]:
+        shared = self._coded(image, target_bpps)
+        reconstructions = []
+        for target, point in zip(target_bpps, shared["coded"]):
+            reconstruction, decoding_time = self._decompress(point.stream, shared["latents"])
             reconstructions.append(
                 Reconstruction(
                     target_bpp=target,
-                    stream=stream,
+                    stream=point.stream,
                     image=to_uint8(reconstruction),
-                    setting=f"codec={self.codec.name}",
-                    encoding_time=encoding_time,
-                    decoding_time=time.perf_counter() - start,
+                    setting=point.setting,
+                    encoding_time=point.encoding_time,
+                    decoding_time=decoding_time,
                 )
             )
         return reconstructions

@@ -71,7 +71,7 @@ def test_compress_then_decompress_gives_the_encoders_reconstruction(workspace, c
     )
     summary = capsys.readouterr().out
     size = stream_path.stat().st_size
-    assert f"{size} bytes, {8 * size / (64 * 96):.4f} bpp, stop step 3" in summary
+    assert f"{size} bytes, {8 * size / (64 * 96):.4f} bpp, codec diffc, stop_step=3" in summary
     assert (
         main(
             [
@@ -464,8 +464,9 @@ def test_codebook_codecs_round_trip_and_the_decoder_reads_the_codec_from_the_str
 
 def test_codecs_lists_every_codec(capsys):
     assert main(["codecs"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["ddcm", "diffc", "turbo-ddcm"]
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert list(rows) == ["ddcm", "diffc", "turbo-ddcm"]
+    assert "(default) progressive;" in rows["diffc"] and "one rate per stream;" in rows["turbo-ddcm"]
 
 
 def test_codec_errors_are_one_line_and_write_nothing(workspace, capsys, tmp_path):
@@ -474,7 +475,7 @@ def test_codec_errors_are_one_line_and_write_nothing(workspace, capsys, tmp_path
     photo = str(workspace / "photo.png")
     cases = {
         "unknown codec 'jpeg'": ["compress", photo, *model, "--codec", "jpeg", "--bpp", "1", "-o", str(out)],
-        "--stop-step cuts DiffC's": [
+        "codec 'turbo-ddcm' is not progressive: give a target rate": [
             "compress",
             photo,
             *model,
@@ -485,7 +486,28 @@ def test_codec_errors_are_one_line_and_write_nothing(workspace, capsys, tmp_path
             "-o",
             str(out),
         ],
-        "needs a target rate": ["compress", photo, *model, "--codec", "ddcm", "-o", str(out)],
+        "codec 'ddcm' is not progressive: give a target rate": [
+            "compress",
+            photo,
+            *model,
+            "--codec",
+            "ddcm",
+            "-o",
+            str(out),
+        ],
+        "codec 'turbo-ddcm' takes no setting chunk_bits": [
+            "compress",
+            photo,
+            *model,
+            "--codec",
+            "turbo-ddcm",
+            "--chunk-bits",
+            "8",
+            "--bpp",
+            "1",
+            "-o",
+            str(out),
+        ],
         "unknown channel coder 'nope'; available channel coders: chunked_pfr": [
             "compress",
             photo,

@@ -61,6 +61,6 @@ def test_demo_writes_streams_reconstructions_and_a_side_by_side_picture(tmp_path
     assert PIL.Image.open(tmp_path / "side_by_side.png").size == (64 * 3, 64)
     page = (tmp_path / "index.html").read_text()  # the comparison page, linking the files above
     data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S).group(1))
-    rows = data["points"]["DiffC on CoD"]["sample"]
+    rows = data["points"]["diffc on CoD"]["sample"]
     assert sorted(row["stream"] for row in rows) == [stream.name for stream in streams]
     assert all((tmp_path / row["png"]).is_file() for row in rows) and data["originals"]["sample"] == "original.png"

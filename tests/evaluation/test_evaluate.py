@@ -15,7 +15,8 @@ from cod_diffc.cli import main
 from cod_diffc.codecs import stream_codec
 from cod_diffc.diffc import DiffCSchedule
 from cod_diffc.diffc.channel import ChunkedPFRSimulator
-from cod_diffc.evaluation.sweep import DiffCMethod, evaluate_images, list_images, record_path
+from cod_diffc.diffc.codec import DiffCCodec
+from cod_diffc.evaluation.sweep import DiffusionCodecMethod, evaluate_images, list_images, record_path
 
 from tiny_models import save_tiny_cod
 
@@ -47,15 +48,12 @@ class CountingGaussianBackbone(GaussianBackbone):
         return super().encode_image(image)
 
 
+def fast_diffc() -> DiffCCodec:
+    return DiffCCodec(schedule=DiffCSchedule(num_steps=6), simulator=ChunkedPFRSimulator(max_chunk_bits=8))
+
+
 def gaussian_method(adapter, seed=0):
-    return DiffCMethod(
-        "gaussian",
-        adapter,
-        schedule=DiffCSchedule(num_steps=6),
-        simulator=ChunkedPFRSimulator(max_chunk_bits=8),
-        seed=seed,
-        num_denoise_steps=2,
-    )
+    return DiffusionCodecMethod("gaussian", fast_diffc(), adapter, seed=seed, num_denoise_steps=2)
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +137,7 @@ def test_methods_that_differ_only_in_the_decode_share_one_encode_and_replay(tmp_
     images = list_images(make_images(tmp_path / "dataset", 2))
     adapter = CountingGaussianBackbone(std=0.5, patch_size=4)
     flow = gaussian_method(adapter)
-    mean = DiffCMethod(
-        "gaussian-mean",
-        adapter,
-        schedule=DiffCSchedule(num_steps=6),
-        simulator=ChunkedPFRSimulator(max_chunk_bits=8),
-        decode="mean",
-    )
+    mean = DiffusionCodecMethod("gaussian-mean", fast_diffc(), adapter, decode="mean")
     assert evaluate_images(images, [flow, mean], TARGET_BPPS, tmp_path / "out", progress=False) == 4
     assert adapter.encodes == 2
     assert len(replays) == 2 * len(TARGET_BPPS)  # one replay per image and cut, shared by both decodes
