@@ -99,7 +99,7 @@ def codec_outputs(pipe: CodPipeline, reference: dict[str, torch.Tensor], suffix:
         f"null_map_{suffix}": codec.null_condition(height, width),
     }
     if suffix == "f32":  # the release computes indices and bytes in fp32
-        (cod_file,) = pipe.encode(image)
+        (cod_file,) = pipe.compress(image)
         outputs.update(
             vq_indices=indices.reshape(-1),
             vq_indices_null=null_indices.reshape(-1),

@@ -20,8 +20,8 @@ import torch
 from kodak import kodak_centre_crop
 
 from cod_diffc.backbones import load_backbone
-from cod_diffc.diffc.channel_registry import build_channel
 from cod_diffc.diffc import decompress, encode
+from cod_diffc.diffc.channel_registry import build_channel
 from cod_diffc.evaluation.bjontegaard import bd_psnr, bd_rate
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL

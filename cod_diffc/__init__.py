@@ -8,7 +8,9 @@ import importlib
 import importlib.metadata
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cod_diffc.lazy_exports import lazy_exports
 
 
 def _version() -> str:
@@ -25,27 +27,14 @@ def _version() -> str:
 
 __version__ = _version()
 
-_EXPORTS = {
-    "CodConditionCodec": "cod_diffc.models",
-    "CodTransformer2DModel": "cod_diffc.models",
-    "CodFlowMatchScheduler": "cod_diffc.schedulers",
-    "NAMED_CONFIGS": "cod_diffc.pipelines",
-    "CodPipeline": "cod_diffc.pipelines",
-    "CodPipelineOutput": "cod_diffc.pipelines",
-    "LatentDiffusionPipeline": "cod_diffc.pipelines",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "cod_diffc.models": ["CodConditionCodec", "CodTransformer2DModel"],
+        "cod_diffc.schedulers": ["CodFlowMatchScheduler"],
+        "cod_diffc.pipelines": ["NAMED_CONFIGS", "CodPipeline", "CodPipelineOutput", "LatentDiffusionPipeline"],
+    },
+)
 
 
 if TYPE_CHECKING:

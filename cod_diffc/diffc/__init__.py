@@ -14,8 +14,9 @@ Example:
     >>> reconstruction = decompress(stream, adapter, progress=False)
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cod_diffc.lazy_exports import lazy_exports
 
 
 _EXPORTS = {
@@ -36,20 +37,7 @@ _EXPORTS = {
     "cod_diffc.codecs.codec": ["DECODE_METHODS"],
     "cod_diffc.codecs.schedule": ["DiffCSchedule"],
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = _MODULE_OF[name]
-    return getattr(importlib.import_module(module if "." in module else f".{module}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import struct
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,9 +233,9 @@ class CodPipeline(DiffusionPipeline):
         return indices
 
     @torch.no_grad()
-    def encode(self, image: ImageInput) -> list[bytes]:
+    def compress(self, image: ImageInput) -> list[bytes]:
         """
-        The standalone CoD codec, encoder side: one `.cod` file (bytes) per image. A file is a 4-byte header (uint16
+        The standalone CoD codec, encoder side: one `.cod` file (bytes) per image, in the release's layout. A file is a 4-byte header (uint16
         little-endian height, then width) and the VQ indices packed at `codebook_bits` each; at 512x512, 4 bits and
         downsampling 32 that is 4 + 128 bytes.
         """
@@ -257,7 +258,7 @@ class CodPipeline(DiffusionPipeline):
         return height, width, data[COD_FILE_HEADER.size :]
 
     @torch.no_grad()
-    def decode(self, data: bytes | list[bytes], **kwargs) -> CodPipelineOutput:
+    def decompress(self, data: bytes | list[bytes], **kwargs) -> CodPipelineOutput:
         """The standalone CoD codec, decoder side: `.cod` file(s) of one size → images. `kwargs` go to
         [`generate`] (`num_inference_steps`, `guidance_scale`, `generator`, ...)."""
         files = [data] if isinstance(data, bytes) else list(data)
@@ -269,6 +270,16 @@ class CodPipeline(DiffusionPipeline):
         shape = self.condition_codec.code_grid_size(height, width)
         condition = self.condition_codec.decompress([payloads], shape)["condition"]
         return self.generate(condition, height, width, **kwargs)
+
+    def encode(self, image: ImageInput) -> list[bytes]:
+        """Deprecated name of [`compress`] (bytes are compressed, tensors encoded); removed in cod_diffc 0.3."""
+        warnings.warn("CodPipeline.encode is deprecated: use CodPipeline.compress", FutureWarning, stacklevel=2)
+        return self.compress(image)
+
+    def decode(self, data: bytes | list[bytes], **kwargs) -> CodPipelineOutput:
+        """Deprecated name of [`decompress`]; removed in cod_diffc 0.3."""
+        warnings.warn("CodPipeline.decode is deprecated: use CodPipeline.decompress", FutureWarning, stacklevel=2)
+        return self.decompress(data, **kwargs)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

@@ -143,5 +143,5 @@ def test_the_uint8_check_fails_a_wrong_sampler_guidance_or_time_grid(converted_p
 
 def test_standalone_codec_file_matches_the_release(converted_pipelines, reference_io):
     pipe = converted_pipelines["f32"]
-    (cod_file,) = pipe.encode(reference_io["image_uint8"].float() / 255)
+    (cod_file,) = pipe.compress(reference_io["image_uint8"].float() / 255)
     assert cod_file == bytes(reference_io["cod_file_uint8"].tolist())

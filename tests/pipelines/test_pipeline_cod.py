@@ -95,10 +95,10 @@ def test_one_step_reconstruction_is_the_closed_form(pixel_pipe):
 
 def test_standalone_codec_round_trip_and_byte_count(pixel_pipe):
     images = [make_image(seed=0), make_image(seed=1)]
-    files = pixel_pipe.encode(images)
+    files = pixel_pipe.compress(images)
     codec = pixel_pipe.condition_codec
     assert [len(f) for f in files] == [4 + codec.bytes_per_image(64, 96)] * 2
-    decoded = pixel_pipe.decode(
+    decoded = pixel_pipe.decompress(
         files, num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np"
     )
     direct = pixel_pipe(images, num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np")
@@ -116,14 +116,14 @@ def test_released_rate_is_128_bytes_at_512_pixels():
 
 
 def test_bad_cod_files_are_rejected(pixel_pipe):
-    (cod_file,) = pixel_pipe.encode(make_image())
+    (cod_file,) = pixel_pipe.compress(make_image())
     with pytest.raises(ValueError, match="truncated"):
-        pixel_pipe.decode(cod_file[:-1])
+        pixel_pipe.decompress(cod_file[:-1])
     with pytest.raises(ValueError, match="at least 4 bytes"):
-        pixel_pipe.decode(cod_file[:3])
-    (other_size,) = pixel_pipe.encode(make_image(64, 64))
+        pixel_pipe.decompress(cod_file[:3])
+    (other_size,) = pixel_pipe.compress(make_image(64, 64))
     with pytest.raises(ValueError, match="one image size"):
-        pixel_pipe.decode([cod_file, other_size])
+        pixel_pipe.decompress([cod_file, other_size])
 
 
 def test_bad_inputs_are_rejected(pixel_pipe):
@@ -199,3 +199,18 @@ def test_a_latent_pipeline_without_its_vae_says_so():
         pipe(make_image(), num_inference_steps=1)
     with pytest.raises(ValueError, match="in_channels=4 needs a vae"):
         CodPipeline(pipe.transformer, pipe.condition_codec, pipe.scheduler, vae=None)
+
+
+def test_the_old_names_of_compress_and_decompress_still_work_with_a_warning(pixel_pipe):
+    image = make_image()
+    with pytest.warns(FutureWarning, match="CodPipeline.encode is deprecated: use CodPipeline.compress"):
+        (cod_file,) = pixel_pipe.encode(image)
+    assert cod_file == pixel_pipe.compress(image)[0]
+    with pytest.warns(FutureWarning, match="CodPipeline.decode is deprecated: use CodPipeline.decompress"):
+        old = pixel_pipe.decode(
+            cod_file, num_inference_steps=1, output_type="pt", generator=torch.Generator().manual_seed(0)
+        )
+    new = pixel_pipe.decompress(
+        cod_file, num_inference_steps=1, output_type="pt", generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(old.images, new.images)

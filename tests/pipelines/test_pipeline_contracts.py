@@ -75,8 +75,8 @@ def test_offload_hooks_see_the_condition_codec_and_are_released_after_a_call(pip
     monkeypatch.setattr(pipe, "maybe_free_model_hooks", lambda: released.append(True))
     try:
         pipe(make_image(), num_inference_steps=1)
-        codes = pipe.encode(make_image())
-        pipe.decode(codes, num_inference_steps=1)
+        codes = pipe.compress(make_image())
+        pipe.decompress(codes, num_inference_steps=1)
     finally:
         for name in hooks:
             remove_hook_from_module(getattr(pipe, name))
