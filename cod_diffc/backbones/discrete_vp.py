@@ -23,10 +23,13 @@ Predictions. The network's raw output is converted once, here, for the three dif
 """
 
 from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
 
 import torch
+from torch import nn
 
-from .adapter import BackboneAdapter, Condition, as_batch_scalar
+from .adapter import BackboneAdapter, Condition, as_batch_scalar, fingerprint_state_dict
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -129,3 +132,14 @@ class DiscreteVPAdapterMixin(BackboneAdapter):
         self, z_t: torch.Tensor, t: torch.Tensor, condition: Condition, guidance_scale: float
     ) -> torch.Tensor:
         return self.predict_x0_and_epsilon(z_t, t, condition, guidance_scale)[1]
+
+    def schedule_fingerprint(self, modules: Mapping[str, nn.Module], config: Mapping[str, Any]) -> bytes:
+        """A digest of the `modules`' weights (named by their keys), `alphas_cumprod`, the prediction type and
+        `config` ([`~backbones.adapter.fingerprint_state_dict`]): what a discrete-VP adapter's fingerprint holds."""
+        weights = {
+            f"{prefix}.{key}": tensor
+            for prefix, module in modules.items()
+            for key, tensor in module.state_dict().items()
+        }
+        weights["scheduler.alphas_cumprod"] = self.alphas_cumprod
+        return fingerprint_state_dict(weights, {"prediction_type": self.prediction_type, **config})

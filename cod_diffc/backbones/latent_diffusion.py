@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
 
 from cod_diffc.models.vae_geometry import unet_downsampling, vae_downsampling
 
-from .adapter import Condition, fingerprint_state_dict
+from .adapter import Condition
 from .discrete_vp import DiscreteVPAdapterMixin
 from .fingerprint_cache import CachedFingerprintMixin
 from .vae_latent import VaeLatentAdapterMixin
@@ -105,14 +105,8 @@ class LatentDiffusionAdapter(CachedFingerprintMixin, VaeLatentAdapterMixin, Disc
     def weights_fingerprint(self) -> bytes:
         """A digest of the UNet and VAE weights (in their loaded dtype), `alphas_cumprod`, the prediction type and
         the latent scaling."""
-        weights = {
-            f"{prefix}.{key}": tensor
-            for prefix, module in (("unet", self.unet), ("vae", self.vae))
-            for key, tensor in module.state_dict().items()
-        }
-        weights["scheduler.alphas_cumprod"] = self.alphas_cumprod
-        config = {"prediction_type": self.prediction_type, "scaling_factor": self.vae.config.scaling_factor}
-        return fingerprint_state_dict(weights, config)
+        modules = {"unet": self.unet, "vae": self.vae}
+        return self.schedule_fingerprint(modules, {"scaling_factor": self.vae.config.scaling_factor})
 
     def fingerprint_settings(self) -> dict[str, str]:
         return {"adapter": "ldm", "dtype": str(self.dtype)}

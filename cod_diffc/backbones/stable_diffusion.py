@@ -25,7 +25,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from cod_diffc.optional_dependencies import require
 
-from .adapter import Condition, fingerprint_state_dict
+from .adapter import Condition
 from .discrete_vp import DiscreteVPAdapterMixin
 from .fingerprint_cache import CachedFingerprintMixin
 from .prompt import check_prompt, pack_prompt, unpack_prompt
@@ -305,14 +305,8 @@ class StableDiffusionAdapter(CachedFingerprintMixin, VaeLatentAdapterMixin, Disc
         differently, so a decoder must run the encoder's dtype. For a model loaded from files it is computed once per
         version of those files ([`~backbones.fingerprint_cache`]): a billion weights are not read again on every
         load."""
-        weights = {
-            f"{prefix}.{key}": tensor
-            for prefix, module in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
-            for key, tensor in module.state_dict().items()
-        }
-        weights["scheduler.alphas_cumprod"] = self.alphas_cumprod
-        config = {"prediction_type": self.prediction_type, "scaling_factor": self.vae.config.scaling_factor}
-        return fingerprint_state_dict(weights, config)
+        modules = {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}
+        return self.schedule_fingerprint(modules, {"scaling_factor": self.vae.config.scaling_factor})
 
     def fingerprint_settings(self) -> dict[str, str]:
         return {"adapter": "sd", "dtype": str(self.dtype), "prediction_type": self.prediction_type}

@@ -8,7 +8,6 @@ the main process merges the per-image records into the outputs once all are done
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cod_diffc.cli._common import add_coder_arguments, add_runtime_arguments, int_in_range
@@ -188,34 +187,31 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
     return methods, notes
 
 
-def run(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
-
-    from cod_diffc.evaluation.distribution_metrics import add_distribution_scores, load_distribution_metrics
-    from cod_diffc.evaluation.html_report import write_originals, write_run_info, write_run_page
-    from cod_diffc.evaluation.metrics import load_perceptual_metrics, ms_ssim_scales
-    from cod_diffc.evaluation.report import plot_rd, write_report
-    from cod_diffc.evaluation.sweep import (
-        compressai_results,
-        evaluate_images,
-        list_images,
-        load_records,
-        rate_label,
-        write_per_image_csv,
-    )
-    from cod_diffc.image_files import atomic_write
-    from cod_diffc.optional_dependencies import is_available
-
-    if any(not target > 0 for target in args.bpp):
-        raise ValueError("--bpp targets must be > 0")
-    target_bpps = sorted(set(args.bpp))
-    images = list_images(args.dataset)
+def _crop(args: argparse.Namespace, images: list[Path], target_bpps: list[float]) -> tuple[str, float]:
+    """The image and target rate of the crops figure: `--crop-image` / `--crop-bpp`, or the first image and the
+    middle rate."""
     crop_image = args.crop_image or images[0].stem
     if crop_image not in {path.stem for path in images}:
         raise ValueError(f"--crop-image {crop_image!r} is not an image of {args.dataset}")
     crop_bpp = args.crop_bpp if args.crop_bpp is not None else target_bpps[len(target_bpps) // 2]
     if crop_bpp not in target_bpps:
         raise ValueError(f"--crop-bpp {crop_bpp} is not one of the target rates {target_bpps}")
+    return crop_image, crop_bpp
+
+
+def run(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from cod_diffc.evaluation.distribution_metrics import load_distribution_metrics
+    from cod_diffc.evaluation.metrics import load_perceptual_metrics
+    from cod_diffc.evaluation.run_outputs import write_run_outputs
+    from cod_diffc.evaluation.sweep import evaluate_images, list_images
+
+    if any(not target > 0 for target in args.bpp):
+        raise ValueError("--bpp targets must be > 0")
+    target_bpps = sorted(set(args.bpp))
+    images = list_images(args.dataset)
+    crop = _crop(args, images, target_bpps)
 
     state = PartialState(cpu=args.device == "cpu")  # processes of `accelerate launch` on the CPU talk over gloo
     # Under `accelerate launch`, `--device cuda` means each process's own GPU.
@@ -244,69 +240,20 @@ def run(args: argparse.Namespace) -> int:
     if not state.is_main_process:
         return 0
 
-    records = {method.name: load_records(args.output, method.name, images) for method in methods}
-    results = [compressai_results(method.name, method.description, records[method.name]) for method in methods]
-    if distribution_metrics is not None:
-        try:
-            add_distribution_scores(distribution_metrics, results, args.output, images, target_bpps)
-        except ValueError as error:  # e.g. images smaller than a patch: the rest of the run stands
-            notes.append(f"fid/kid: skipped, {error}")
-    for result in results:
-        atomic_write(args.output / f"{result['name']}.json", (json.dumps(result, indent=2) + "\n").encode())
-    write_per_image_csv(args.output / "per_image.csv", records)
-    smallest = min(min(record["height"], record["width"]) for record in next(iter(records.values())))
-    if ms_ssim_scales(smallest, smallest) < 5:
-        notes.append(f"MS-SSIM: images of 160 px or less use fewer than 5 scales (smallest side here {smallest} px)")
-
-    crops_name = plot_name = None
-    if is_available("matplotlib"):
-        crops_name = f"crops_{crop_image}_{rate_label(crop_bpp)}.png"
-        _write_crops(args.output, images, crop_image, crop_bpp, target_bpps.index(crop_bpp), method_names, records)
-        plot_name = "rd.png"
-        plot_rd(results, args.output / plot_name)
-    else:
-        notes.append('no RD plot or crops: matplotlib is not installed (pip install "cod-diffc[plots]")')
-    write_report(
-        args.output / "report.md",
-        results,
-        args.anchor or method_names[0],
+    write_run_outputs(
+        args.output,
+        methods,
+        images,
+        target_bpps,
         notes,
-        num_images=len(images),
-        plot_name=plot_name,
-        crops_name=crops_name,
-        crop_caption=f"of {crop_image} at target {crop_bpp:g} bpp",
+        anchor=args.anchor or method_names[0],
+        crop=crop,
+        distribution_metrics=distribution_metrics,
+        command=args.argv,
+        device=str(device),
     )
-    write_originals(args.output, images)
-    write_run_info(args.output, command=args.argv, anchor=args.anchor or method_names[0], device=str(device))
-    write_run_page(args.output)
     print(f"evaluated {len(images)} image(s), {coded} (method, image) pair(s) coded by this process; {args.output}")
     print(f"comparison page: {args.output / 'index.html'}")
     for note in notes:
         print(f"note: {note}")
     return 0
-
-
-def _write_crops(
-    output: Path,
-    images: list[Path],
-    crop_image: str,
-    crop_bpp: float,
-    index: int,
-    method_names: list[str],
-    records: dict[str, list[dict]],
-) -> None:
-    """The crops figure of `crop_image` at target `crop_bpp` (`index` in the targets), every method side by side."""
-    from cod_diffc.evaluation.metrics import to_uint8
-    from cod_diffc.evaluation.report import crop_figure
-    from cod_diffc.evaluation.sweep import rate_label, reconstruction_path
-    from cod_diffc.image_files import load_image
-
-    original = to_uint8(load_image(next(path for path in images if path.stem == crop_image)))
-    reconstructions = {}
-    for name in method_names:
-        point = next(record for record in records[name] if record["image"] == crop_image)["points"][index]
-        reconstructions[name] = (
-            to_uint8(load_image(reconstruction_path(output, name, crop_image, crop_bpp))),
-            f"{point['bpp']:.4f} bpp, {point['psnr-rgb']:.2f} dB",
-        )
-    crop_figure(original, reconstructions, output / f"crops_{crop_image}_{rate_label(crop_bpp)}.png")

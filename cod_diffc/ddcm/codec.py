@@ -35,16 +35,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
-from tqdm.auto import tqdm
 
 from cod_diffc.backbones.adapter import BackboneAdapter, Condition
-from cod_diffc.backbones.padding import pad_image, padded_size
-from cod_diffc.backbones.resources import check_image_fits
-from cod_diffc.backbones.sampling import model_reverse_step
-from cod_diffc.codecs.codec import Codec, DecodedLatent, check_guidance, check_image
+from cod_diffc.backbones.sampling import ReverseStep
+from cod_diffc.codecs.codec import Codec, DecodedLatent
 from cod_diffc.codecs.container import Container, read_container, write_container
+from cod_diffc.codecs.core import (
+    DEFAULT_MAX_LATENT_ELEMENTS,
+    EncoderSetup,
+    initial_noise,
+    posterior_offset,
+    prepare_decode,
+    prepare_encode,
+    run_reverse_process,
+    target_latent,
+)
 from cod_diffc.codecs.devices import codec_precision
-from cod_diffc.codecs.randomness import derive_key, seeded_normal
 from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.errors import StreamError
 
@@ -53,8 +59,8 @@ from .codebook import BlockLayout, StepCodebook
 from .index_coding import pack_digits, packed_size, subset_rank, subset_unrank, unpack_digits
 
 
-DEFAULT_MAX_LATENT_ELEMENTS = 2**26
-"""Largest latent (`C * h * w`) a decoder allocates for a stream unless told otherwise."""
+INITIAL_NOISE_KEY = "ddcm-initial-noise"
+"""Label of the DDCM family's initial noise (frozen: streams depend on it)."""
 
 
 @dataclass(frozen=True)
@@ -238,11 +244,6 @@ def allocate(
     return allocation(width, num_atoms, stop_step, extra_atom_steps), BlockLayout.of(dim, width)
 
 
-def _initial_noise(seed: int, latent_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """`z_{t_0}`: standard normal noise keyed by the seed, the same bits on every device."""
-    return seeded_normal(derive_key(seed, "ddcm-initial-noise"), (1, *latent_shape), device)
-
-
 @codec_precision
 def encode(
     image: torch.Tensor,
@@ -279,31 +280,64 @@ def encode(
     """
     if not (target_bpp > 0 and math.isfinite(target_bpp)):
         raise ValueError(f"target bpp must be positive and finite, got {target_bpp}")
-    height, width = check_image(image)
-    check_image_fits(adapter, height, width)
-    image = pad_image(image, adapter.size_multiple)  # (1, 3, H', W')
-    latent_shape = adapter.latent_shape(*image.shape[-2:])
-    guidance_scale = check_guidance(
-        "guidance_scale", adapter.default_guidance_scale if guidance_scale is None else guidance_scale
-    )
-    denoise_guidance_scale = check_guidance(
-        "denoise_guidance_scale", guidance_scale if denoise_guidance_scale is None else denoise_guidance_scale
-    )
-    condition = adapter.prepare_condition(image)
-    codebook_size = 2**variant.codebook_bits
+    setup = prepare_encode(image, adapter, guidance_scale, denoise_guidance_scale)
     container = Container(
         codec=codec_name,
         backbone=adapter.name,
         fingerprint=adapter.fingerprint(),
-        height=height,
-        width=width,
+        height=setup.height,
+        width=setup.width,
         seed=seed,
-        side_info=condition.side_info,
+        side_info=setup.condition.side_info,
         payload=b"",
     )
+    allocation, layout = _allocate_bytes(container, variant, setup, target_bpp, clamp_targets)
+    target = target_latent(adapter, setup)  # (1, C, h, w)
+    codebook_size = 2**variant.codebook_bits
+    digits: list[int] = []
+
+    def atoms(n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
+        codebook = StepCodebook(seed, n, layout, codebook_size, x0_hat.device)
+        scores = codebook.scores(posterior_offset(step, target, x0_hat))
+        indices, coefficients = _select(scores, allocation.atoms_at(n), variant.signed)  # (B, M_n)
+        digits.extend(_digits(indices, coefficients, variant.signed))
+        return codebook.combine(indices, coefficients, regenerate=False)  # (d,)
+
+    latent = initial_noise(seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)  # z_{t_0}
+    latent, _ = run_reverse_process(
+        adapter,
+        latent,
+        variant.schedule,
+        allocation.stop_step,
+        setup.condition,
+        setup.guidance_scale,
+        atoms,
+        description=f"{codec_name} encode",
+        progress=progress,
+    )
+    choices = pack_digits(digits, digit_runs(allocation, layout.num_blocks, variant.signed))
+    stream = write_container(replace(container, payload=write_payload(replace(allocation, choices=choices))))
+    return DDCMEncodeResult(
+        stream=stream,
+        bpp=8 * len(stream) / (setup.height * setup.width),
+        stop_step=allocation.stop_step,
+        num_atoms=allocation.num_atoms,
+        extra_atom_steps=allocation.extra_atom_steps,
+        block_width=allocation.block_width,
+        latent=latent,
+        t=variant.schedule.time(allocation.stop_step),
+        condition=setup.condition,
+    )
+
+
+def _allocate_bytes(
+    container: Container, variant: DDCMVariant, setup: EncoderSetup, target_bpp: float, clamp_targets: bool
+) -> tuple[DDCMPayload, BlockLayout]:
+    """Rate control ([`allocate`]) for the largest file within `target_bpp`; `ValueError` for a target below the
+    smallest file (header and side information), unless `clamp_targets`."""
     header = DDCMPayload(
-        denoise_guidance_scale=denoise_guidance_scale,
-        encoding_guidance_scale=guidance_scale,
+        denoise_guidance_scale=setup.denoise_guidance_scale,
+        encoding_guidance_scale=setup.guidance_scale,
         schedule=variant.schedule,
         codebook_bits=variant.codebook_bits,
         block_width=variant.block_width,  # rate control may choose a narrower one
@@ -312,8 +346,8 @@ def encode(
         extra_atom_steps=0,
         choices=b"",
     )
-
-    budget = math.floor(target_bpp * height * width / 8)  # bytes
+    pixels = setup.height * setup.width
+    budget = math.floor(target_bpp * pixels / 8)  # bytes
 
     def file_size(payload: DDCMPayload) -> int:
         return len(write_container(replace(container, payload=write_payload(payload))))
@@ -321,45 +355,9 @@ def encode(
     if file_size(header) > budget and not clamp_targets:
         raise ValueError(
             f"target bpp {target_bpp} is below the smallest file this image and backbone allow "
-            f"({8 * file_size(header) / (height * width):.6g} bpp: header and side information)"
+            f"({8 * file_size(header) / pixels:.6g} bpp: header and side information)"
         )
-    allocation, layout = allocate(
-        variant, header, math.prod(latent_shape), lambda payload: file_size(payload) <= budget
-    )
-    stop_step = allocation.stop_step
-
-    target_latent = adapter.encode_image(image).to(torch.float32)  # (1, C, h, w)
-    if target_latent.shape != (1, *latent_shape):
-        raise ValueError(
-            f"{type(adapter).__name__}.encode_image gave a latent of shape {tuple(target_latent.shape)}, but its "
-            f"latent_shape{tuple(image.shape[-2:])} is {latent_shape}"
-        )
-    target_latent = target_latent.flatten()  # (d,)
-    latent = _initial_noise(seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
-    digits: list[int] = []
-    for n in tqdm(range(stop_step), desc=f"{codec_name} encode", disable=not progress):
-        t, s = variant.schedule.time(n), variant.schedule.time(n + 1)
-        step, x0_hat, p_mean = model_reverse_step(adapter, latent, t, s, condition, guidance_scale)
-        mu = (step.x0_coefficient / step.std) * (target_latent - x0_hat.flatten())  # (d,)
-        codebook = StepCodebook(seed, n, layout, codebook_size, latent.device)
-        indices, coefficients = _select(codebook.scores(mu), allocation.atoms_at(n), variant.signed)  # (B, M_n)
-        digits += _digits(indices, coefficients, variant.signed)
-        noise = codebook.combine(indices, coefficients, regenerate=False)  # (d,)
-        latent = p_mean + step.std * noise.view_as(latent)
-
-    choices = pack_digits(digits, digit_runs(allocation, layout.num_blocks, variant.signed))
-    stream = write_container(replace(container, payload=write_payload(replace(allocation, choices=choices))))
-    return DDCMEncodeResult(
-        stream=stream,
-        bpp=8 * len(stream) / (height * width),
-        stop_step=stop_step,
-        num_atoms=allocation.num_atoms,
-        extra_atom_steps=allocation.extra_atom_steps,
-        block_width=allocation.block_width,
-        latent=latent,
-        t=variant.schedule.time(stop_step),
-        condition=condition,
-    )
+    return allocate(variant, header, math.prod(setup.latent_shape), lambda payload: file_size(payload) <= budget)
 
 
 def read_ddcm_stream(stream: bytes, codec_name: str) -> tuple[Container, DDCMPayload]:
@@ -390,19 +388,8 @@ def decode(
     """
     container, payload = read_ddcm_stream(stream, codec_name)
     container.check_backbone(adapter)
-    coded_size = padded_size(container.height, container.width, adapter.size_multiple)
-    try:
-        latent_shape = adapter.latent_shape(*coded_size)
-    except ValueError as error:
-        raise StreamError(
-            f"image size {container.height}x{container.width} invalid for the backbone: {error}"
-        ) from None
-    if math.prod(latent_shape) > max_latent_elements:
-        raise StreamError(
-            f"image size {container.height}x{container.width} needs a latent of {math.prod(latent_shape)} "
-            f"elements, more than max_latent_elements={max_latent_elements}"
-        )
-    layout = BlockLayout.of(math.prod(latent_shape), payload.block_width)
+    setup = prepare_decode(adapter, container.height, container.width, container.side_info, max_latent_elements)
+    layout = BlockLayout.of(math.prod(setup.latent_shape), payload.block_width)
     signed = codec_name == TurboDDCMCodec.name
     runs = digit_runs(payload, layout.num_blocks, signed)
     # Bounded before any big-integer work: the digits' ideal size must match the bytes the stream carries.
@@ -412,28 +399,33 @@ def decode(
             "choices"
         )
     digits = unpack_digits(payload.choices, runs)
-    check_image_fits(adapter, container.height, container.width, decoding=True)
-    try:
-        condition = adapter.load_condition(container.side_info, *coded_size)
-    except StreamError:
-        raise
-    except ValueError as error:
-        raise StreamError(f"the backbone rejected the stream's side information: {error}") from error
 
-    latent = _initial_noise(container.seed, latent_shape, adapter.device)
-    schedule = payload.schedule
-    for n in tqdm(range(payload.stop_step), desc=f"{codec_name} decode", disable=not progress):
-        step, _, p_mean = model_reverse_step(
-            adapter, latent, schedule.time(n), schedule.time(n + 1), condition, payload.encoding_guidance_scale
-        )
+    def atoms(n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
         step_digits = digits[n * layout.num_blocks : (n + 1) * layout.num_blocks]
         indices, coefficients = _from_digits(
-            step_digits, payload.codebook_size, payload.atoms_at(n), signed, latent.device
+            step_digits, payload.codebook_size, payload.atoms_at(n), signed, x0_hat.device
         )
-        codebook = StepCodebook(container.seed, n, layout, payload.codebook_size, latent.device)
-        latent = p_mean + step.std * codebook.combine(indices, coefficients, regenerate=True).view_as(latent)
+        codebook = StepCodebook(container.seed, n, layout, payload.codebook_size, x0_hat.device)
+        return codebook.combine(indices, coefficients, regenerate=True)  # (d,)
+
+    latent = initial_noise(container.seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)  # z_{t_0}
+    latent, _ = run_reverse_process(
+        adapter,
+        latent,
+        payload.schedule,
+        payload.stop_step,
+        setup.condition,
+        payload.encoding_guidance_scale,
+        atoms,
+        description=f"{codec_name} decode",
+        progress=progress,
+    )
     return DDCMDecodeResult(
-        latent=latent, t=schedule.time(payload.stop_step), container=container, payload=payload, condition=condition
+        latent=latent,
+        t=payload.schedule.time(payload.stop_step),
+        container=container,
+        payload=payload,
+        condition=setup.condition,
     )
 
 

@@ -27,24 +27,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
-from tqdm.auto import tqdm
 
 from cod_diffc.backbones.adapter import BackboneAdapter, Condition
-from cod_diffc.backbones.padding import pad_image, padded_size
-from cod_diffc.backbones.resources import check_image_fits
-from cod_diffc.backbones.sampling import ReverseStep, model_reverse_step
-from cod_diffc.codecs.codec import (
-    Codec,
-    CodedStream,
-    DecodedLatent,
-    check_decode_method,
-    check_guidance,
-    check_image,
-    latent_to_image,
-)
+from cod_diffc.backbones.sampling import ReverseStep
+from cod_diffc.codecs.codec import Codec, CodedStream, DecodedLatent, check_decode_method, latent_to_image
 from cod_diffc.codecs.container import check_backbone
+from cod_diffc.codecs.core import (
+    DEFAULT_MAX_LATENT_ELEMENTS,
+    initial_noise,
+    posterior_offset,
+    prepare_decode,
+    prepare_encode,
+    run_reverse_process,
+    target_latent,
+)
 from cod_diffc.codecs.devices import codec_precision
-from cod_diffc.codecs.randomness import derive_key, seeded_normal
+from cod_diffc.codecs.randomness import derive_key
 from cod_diffc.codecs.schedule import DiffCSchedule
 from cod_diffc.errors import StreamError
 
@@ -55,8 +53,8 @@ from .channel_registry import build_channel, channel_config, channel_from_config
 from .index_coding import StepCodeWriter
 
 
-DEFAULT_MAX_LATENT_ELEMENTS = 2**26
-"""Largest latent (`C * h * w`) a decoder allocates for a stream unless told otherwise."""
+INITIAL_NOISE_KEY, STEP_KEY = "diffc-initial-noise", "diffc-step"
+"""Labels of DiffC's shared randomness (frozen: streams depend on them)."""
 
 
 @dataclass(frozen=True)
@@ -148,24 +146,6 @@ def default_simulator() -> ChannelSimulator:
     return PooledPFRSimulator(max_chunk_bits=15)
 
 
-def _model_step(
-    adapter: BackboneAdapter,
-    latent: torch.Tensor,
-    schedule: DiffCSchedule,
-    n: int,
-    condition: Condition,
-    guidance_scale: float,
-) -> tuple[ReverseStep, torch.Tensor, torch.Tensor]:
-    """Step `n` as encoder and decoder both compute it: the model's reverse step `t_n -> t_{n+1}`
-    ([`~backbones.sampling.model_reverse_step`])."""
-    return model_reverse_step(adapter, latent, schedule.time(n), schedule.time(n + 1), condition, guidance_scale)
-
-
-def _initial_noise(seed: int, latent_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """`z_{t_0}`: standard normal noise keyed by the seed, the same bits on every device."""
-    return seeded_normal(derive_key(seed, "diffc-initial-noise"), (1, *latent_shape), device)
-
-
 def _cut(header: DiffCStream, writer: StepCodeWriter, stop_step: int) -> bytes:
     """The file of `header` cut after `stop_step` of the steps in `writer`."""
     if stop_step == 0:
@@ -232,20 +212,67 @@ def encode(
             information alone) unless `clamp_targets`; the message gives the achievable range.
         [`~backbones.resources.ImageTooLargeError`]: For an image the device has not the memory for (before any work).
     """
-    if stop_step is not None and target_bpp is not None:
-        raise ValueError("give stop_step or target_bpp, not both")
     schedule = DiffCSchedule() if schedule is None else schedule
     simulator = default_simulator() if simulator is None else simulator
-    height, width = check_image(image)
-    check_image_fits(adapter, height, width)
-    image = pad_image(image, adapter.size_multiple)  # (1, 3, H', W')
-    latent_shape = adapter.latent_shape(*image.shape[-2:])
-    guidance_scale = check_guidance(
-        "guidance_scale", adapter.default_guidance_scale if guidance_scale is None else guidance_scale
+    stop_steps, target_bpps = _requested_cuts(stop_step, target_bpp, schedule)
+    setup = prepare_encode(image, adapter, guidance_scale, denoise_guidance_scale)
+    header = DiffCStream(
+        backbone=adapter.name,
+        fingerprint=adapter.fingerprint(),
+        height=setup.height,
+        width=setup.width,
+        seed=seed,
+        denoise_guidance_scale=setup.denoise_guidance_scale,
+        side_info=setup.condition.side_info,
+        channel=channel_config(simulator),
+        schedule=schedule,
+        encoding_guidance_scale=setup.guidance_scale,
     )
-    denoise_guidance_scale = check_guidance(
-        "denoise_guidance_scale", guidance_scale if denoise_guidance_scale is None else denoise_guidance_scale
+    cuts = _CutPlanner(header, StepCodeWriter(simulator), stop_steps, target_bpps, clamp_targets)
+    target = target_latent(adapter, setup)  # (1, C, h, w)
+    step_codes: list[StepCode] = []
+    step_kl: list[torch.Tensor] = []  # |mu|^2 of every step, on the device
+
+    def channel_noise(n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
+        mu = posterior_offset(step, target, x0_hat)  # (d,)
+        code, sample = simulator.encode(mu, derive_key(seed, STEP_KEY, n))
+        step_codes.append(code)
+        step_kl.append(mu.double().square().sum())  # read back once, after the loop
+        return sample
+
+    latent = initial_noise(seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)  # z_{t_0}
+    cuts.latents[0] = latent
+    last_step = max(stop_steps) if stop_steps else schedule.num_steps
+    latent, _ = run_reverse_process(
+        adapter,
+        latent,
+        schedule,
+        last_step,
+        setup.condition,
+        setup.guidance_scale,
+        channel_noise,
+        after_step=lambda n, previous, latent: cuts.after_step(step_codes[n], n, previous, latent),
+        description="DiffC encode",
+        progress=progress,
     )
+    step_kl_bits = (0.5 * torch.stack(step_kl) / math.log(2)).tolist() if step_kl else []
+    return EncodeResult(
+        points=cuts.points(len(step_codes), latent, step_kl_bits),
+        step_codes=step_codes,
+        step_kl_bits=step_kl_bits,
+        header=header,
+        simulator=simulator,
+        condition=setup.condition,
+        writer=cuts.writer,
+    )
+
+
+def _requested_cuts(
+    stop_step: int | Sequence[int] | None, target_bpp: float | Sequence[float] | None, schedule: DiffCSchedule
+) -> tuple[list[int], list[float]]:
+    """The stop steps and target rates asked for, as lists (the whole schedule when neither is given)."""
+    if stop_step is not None and target_bpp is not None:
+        raise ValueError("give stop_step or target_bpp, not both")
     stop_steps = [schedule.num_steps] if stop_step is None and target_bpp is None else []
     if stop_step is not None:
         stop_steps = [stop_step] if isinstance(stop_step, int) else list(stop_step)
@@ -255,95 +282,74 @@ def encode(
     target_bpps = (
         [] if target_bpp is None else [target_bpp] if isinstance(target_bpp, float | int) else list(target_bpp)
     )
+    return stop_steps, target_bpps
 
-    condition = adapter.prepare_condition(image)
-    header = DiffCStream(
-        backbone=adapter.name,
-        fingerprint=adapter.fingerprint(),
-        height=height,
-        width=width,
-        seed=seed,
-        denoise_guidance_scale=denoise_guidance_scale,
-        side_info=condition.side_info,
-        channel=channel_config(simulator),
-        schedule=schedule,
-        encoding_guidance_scale=guidance_scale,
-    )
-    bpp_per_byte = 8 / (height * width)
-    writer = StepCodeWriter(simulator)
-    smallest_bytes = len(_cut(header, writer, 0))
-    if clamp_targets:
-        target_bpps = [max(target, smallest_bytes * bpp_per_byte) for target in target_bpps]
-    if target_bpps and min(target_bpps) < smallest_bytes * bpp_per_byte:
-        raise ValueError(
-            f"target bpp {min(target_bpps)} is below the smallest file this image and backbone allow "
-            f"({smallest_bytes * bpp_per_byte:.6g} bpp: header and side information); achievable range "
-            f"starts there and grows with the stop step up to {schedule.num_steps}"
-        )
 
-    target_latent = adapter.encode_image(image).to(torch.float32)  # (1, C, h, w)
-    if target_latent.shape != (1, *latent_shape):
-        raise ValueError(
-            f"{type(adapter).__name__}.encode_image gave a latent of shape {tuple(target_latent.shape)}, but its "
-            f"latent_shape{tuple(image.shape[-2:])} is {latent_shape}"
-        )
-    latent = _initial_noise(seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
-    latents = {0: latent}  # stop step -> noisy latent, for the requested cuts only
-    bpp_stops: dict[int, int] = {}  # index into target_bpps -> stop step
-    step_codes: list[StepCode] = []
-    step_kl: list[torch.Tensor] = []  # |mu|^2 of every step, on the device
-    last_step = max(stop_steps) if stop_steps else schedule.num_steps
-    for n in tqdm(range(last_step), desc="DiffC encode", disable=not progress):
-        step, x0_hat, p_mean = _model_step(adapter, latent, schedule, n, condition, guidance_scale)
-        mu = (step.x0_coefficient / step.std) * (target_latent - x0_hat).flatten()  # (q_mean - p_mean) / std
-        code, sample = simulator.encode(mu, derive_key(seed, "diffc-step", n))
-        previous_latent, latent = latent, p_mean + step.std * sample.view_as(latent)
-        step_codes.append(code)
-        writer.append(code)
-        step_kl.append(mu.double().square().sum())  # read back once, after the loop
+class _CutPlanner:
+    """Where an encode cuts: the requested stop steps, and for each target rate the last step whose whole file
+    fits, found as the steps are coded (the file is coded exactly only once its size bound reaches a pending
+    target: it is below the rest otherwise); it keeps the noisy latent of every cut."""
 
-        if n + 1 in stop_steps:
-            latents[n + 1] = latent
-        # Code the file exactly only once its size bound reaches a pending target: it is below the rest otherwise.
-        pending = [index for index in range(len(target_bpps)) if index not in bpp_stops]
-        if pending and _max_cut_bytes(header, writer, n + 1) * bpp_per_byte > min(target_bpps[i] for i in pending):
-            size_bpp = len(_cut(header, writer, n + 1)) * bpp_per_byte
+    def __init__(
+        self,
+        header: DiffCStream,
+        writer: StepCodeWriter,
+        stop_steps: list[int],
+        target_bpps: list[float],
+        clamp_targets: bool,
+    ):
+        self.header, self.writer, self.stop_steps = header, writer, stop_steps
+        self.bpp_per_byte = 8 / (header.height * header.width)
+        smallest = len(_cut(header, writer, 0)) * self.bpp_per_byte
+        if clamp_targets:
+            target_bpps = [max(target, smallest) for target in target_bpps]
+        if target_bpps and min(target_bpps) < smallest:
+            raise ValueError(
+                f"target bpp {min(target_bpps)} is below the smallest file this image and backbone allow "
+                f"({smallest:.6g} bpp: header and side information); achievable range starts there and grows with "
+                f"the stop step up to {header.schedule.num_steps}"
+            )
+        self.target_bpps = target_bpps
+        self.bpp_stops: dict[int, int] = {}  # index into target_bpps -> stop step
+        self.latents: dict[int, torch.Tensor] = {}  # stop step -> noisy latent, for the cuts only
+
+    def after_step(self, code: StepCode, n: int, previous: torch.Tensor, latent: torch.Tensor) -> bool:
+        """Records step `n`'s code; `True` once every target has its cut."""
+        self.writer.append(code)
+        if n + 1 in self.stop_steps:
+            self.latents[n + 1] = latent
+        pending = [index for index in range(len(self.target_bpps)) if index not in self.bpp_stops]
+        lowest = min((self.target_bpps[index] for index in pending), default=None)
+        if lowest is not None and _max_cut_bytes(self.header, self.writer, n + 1) * self.bpp_per_byte > lowest:
+            size_bpp = len(_cut(self.header, self.writer, n + 1)) * self.bpp_per_byte
             for index in pending:
-                if size_bpp > target_bpps[index]:
-                    bpp_stops[index] = n
-                    latents[n] = previous_latent
-        if target_bpps and len(bpp_stops) == len(target_bpps):
-            break
-    step_kl_bits = (0.5 * torch.stack(step_kl) / math.log(2)).tolist() if step_kl else []
-    for index in range(len(target_bpps)):
-        if index not in bpp_stops:
-            bpp_stops[index] = len(step_codes)
-            latents[len(step_codes)] = latent
+                if size_bpp > self.target_bpps[index]:
+                    self.bpp_stops[index] = n
+                    self.latents[n] = previous
+        return bool(self.target_bpps) and len(self.bpp_stops) == len(self.target_bpps)
 
-    streams = {n: _cut(header, writer, n) for n in stop_steps + list(bpp_stops.values())}
-    points = [
-        RatePoint(
-            stop_step=n,
-            t=schedule.time(n),
-            stream=streams[n],
-            bpp=len(streams[n]) * bpp_per_byte,
-            kl_bits=math.fsum(step_kl_bits[:n]),
-            latent=latents[n],
-        )
-        for n in stop_steps + [bpp_stops[index] for index in range(len(target_bpps))]
-    ]
-    return EncodeResult(
-        points=points,
-        step_codes=step_codes,
-        step_kl_bits=step_kl_bits,
-        header=header,
-        simulator=simulator,
-        condition=condition,
-        writer=writer,
-    )
+    def points(self, steps: int, latent: torch.Tensor, step_kl_bits: list[float]) -> list[RatePoint]:
+        """The requested cuts after `steps` coded steps (targets never reached take them all)."""
+        for index in range(len(self.target_bpps)):
+            if index not in self.bpp_stops:
+                self.bpp_stops[index] = steps
+                self.latents[steps] = latent
+        cuts = self.stop_steps + [self.bpp_stops[index] for index in range(len(self.target_bpps))]
+        streams = {n: _cut(self.header, self.writer, n) for n in cuts}
+        schedule = self.header.schedule
+        return [
+            RatePoint(
+                stop_step=n,
+                t=schedule.time(n),
+                stream=streams[n],
+                bpp=len(streams[n]) * self.bpp_per_byte,
+                kl_bits=math.fsum(step_kl_bits[:n]),
+                latent=self.latents[n],
+            )
+            for n in cuts
+        ]
 
 
-@codec_precision
 def decode(
     stream: bytes,
     adapter: BackboneAdapter,
@@ -383,36 +389,29 @@ def decode(
             simulator = channel_from_config(parsed.channel)
         elif channel_config(simulator) != parsed.channel:
             raise StreamError(f"stream coded with another channel simulator configuration than {simulator!r}")
-    coded_size = padded_size(parsed.height, parsed.width, adapter.size_multiple)
-    try:
-        latent_shape = adapter.latent_shape(*coded_size)
-    except ValueError as error:
-        raise StreamError(f"image size {parsed.height}x{parsed.width} invalid for the backbone: {error}") from None
-    if math.prod(latent_shape) > max_latent_elements:
-        raise StreamError(
-            f"image size {parsed.height}x{parsed.width} needs a latent of {math.prod(latent_shape)} elements, more "
-            f"than max_latent_elements={max_latent_elements}"
-        )
-    check_image_fits(adapter, parsed.height, parsed.width, decoding=True)
-    try:
-        condition = adapter.load_condition(parsed.side_info, *coded_size)
-    except StreamError:
-        raise
-    except ValueError as error:
-        raise StreamError(f"the backbone rejected the stream's side information: {error}") from error
-
-    latent = _initial_noise(parsed.seed, latent_shape, adapter.device)  # z_{t_0}, (1, C, h, w)
+    setup = prepare_decode(adapter, parsed.height, parsed.width, parsed.side_info, max_latent_elements)
+    latent = initial_noise(parsed.seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)  # z_{t_0}
     if parsed.schedule is None:
-        return DecodeResult(latent=latent, t=1.0, stream=parsed, condition=condition)
+        return DecodeResult(latent=latent, t=1.0, stream=parsed, condition=setup.condition)
     step_codes = decode_step_codes(parsed.step_codes, parsed.stop_step, simulator)
-    schedule = parsed.schedule
-    for n in tqdm(range(parsed.stop_step), desc="DiffC decode", disable=not progress):
-        step, _, p_mean = _model_step(adapter, latent, schedule, n, condition, parsed.encoding_guidance_scale)
-        sample = simulator.decode(
-            step_codes[n], latent.numel(), derive_key(parsed.seed, "diffc-step", n), latent.device
-        )
-        latent = p_mean + step.std * sample.view_as(latent)
-    return DecodeResult(latent=latent, t=schedule.time(parsed.stop_step), stream=parsed, condition=condition)
+
+    def replayed_noise(n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
+        return simulator.decode(step_codes[n], latent.numel(), derive_key(parsed.seed, STEP_KEY, n), latent.device)
+
+    latent, _ = run_reverse_process(
+        adapter,
+        latent,
+        parsed.schedule,
+        parsed.stop_step,
+        setup.condition,
+        parsed.encoding_guidance_scale,
+        replayed_noise,
+        description="DiffC decode",
+        progress=progress,
+    )
+    return DecodeResult(
+        latent=latent, t=parsed.schedule.time(parsed.stop_step), stream=parsed, condition=setup.condition
+    )
 
 
 def compress(
