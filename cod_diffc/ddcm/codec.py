@@ -274,35 +274,24 @@ def encode(
         progress (`bool`, defaults to `True`): Show a progress bar.
 
     Raises:
-        `ValueError`: For a target below the smallest file (the header and side information), unless
-            `clamp_targets`; the message gives the smallest.
-        [`~backbones.resources.ImageTooLargeError`]: For an image the device has not the memory for.
+        `ValueError`: For a target below the smallest file (unless `clamp_targets`), naming the smallest;
+            [`~backbones.resources.ImageTooLargeError`] for an image the device has not the memory for.
     """
     if not (target_bpp > 0 and math.isfinite(target_bpp)):
         raise ValueError(f"target bpp must be positive and finite, got {target_bpp}")
     setup = prepare_encode(image, adapter, guidance_scale, denoise_guidance_scale)
     container = Container(
-        codec=codec_name,
-        backbone=adapter.name,
-        fingerprint=adapter.fingerprint(),
-        height=setup.height,
-        width=setup.width,
-        seed=seed,
-        side_info=setup.condition.side_info,
-        payload=b"",
+        codec_name,
+        adapter.name,
+        adapter.fingerprint(),
+        setup.height,
+        setup.width,
+        seed,
+        setup.condition.side_info,
+        b"",
     )
     allocation, layout = _allocate_bytes(container, variant, setup, target_bpp, clamp_targets)
-    target = target_latent(adapter, setup)  # (1, C, h, w)
-    codebook_size = 2**variant.codebook_bits
-    digits: list[int] = []
-
-    def atoms(n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
-        codebook = StepCodebook(seed, n, layout, codebook_size, x0_hat.device)
-        scores = codebook.scores(posterior_offset(step, target, x0_hat))
-        indices, coefficients = _select(scores, allocation.atoms_at(n), variant.signed)  # (B, M_n)
-        digits.extend(_digits(indices, coefficients, variant.signed))
-        return codebook.combine(indices, coefficients, regenerate=False)  # (d,)
-
+    chooser = _AtomChooser(seed, layout, variant, allocation, target_latent(adapter, setup))
     latent = initial_noise(seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)  # z_{t_0}
     latent, _ = run_reverse_process(
         adapter,
@@ -311,11 +300,11 @@ def encode(
         allocation.stop_step,
         setup.condition,
         setup.guidance_scale,
-        atoms,
+        chooser.noise,
         description=f"{codec_name} encode",
         progress=progress,
     )
-    choices = pack_digits(digits, digit_runs(allocation, layout.num_blocks, variant.signed))
+    choices = pack_digits(chooser.digits, digit_runs(allocation, layout.num_blocks, variant.signed))
     stream = write_container(replace(container, payload=write_payload(replace(allocation, choices=choices))))
     return DDCMEncodeResult(
         stream=stream,
@@ -328,6 +317,26 @@ def encode(
         t=variant.schedule.time(allocation.stop_step),
         condition=setup.condition,
     )
+
+
+class _AtomChooser:
+    """The DDCM family's part of an encode: each step's noise, the codebook atoms best aligned with the offset
+    towards the clean `target` (`(1, C, h, w)`), and the digits that name them."""
+
+    def __init__(
+        self, seed: int, layout: BlockLayout, variant: DDCMVariant, allocation: DDCMPayload, target: torch.Tensor
+    ):
+        self.seed, self.layout, self.variant, self.allocation, self.target = seed, layout, variant, allocation, target
+        self.digits: list[int] = []
+
+    def noise(self, n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
+        """Step `n`'s combination of atoms, `(d,)`."""
+        codebook = StepCodebook(self.seed, n, self.layout, 2**self.variant.codebook_bits, x0_hat.device)
+        scores = codebook.scores(posterior_offset(step, self.target, x0_hat))
+        signed = self.variant.signed
+        indices, coefficients = _select(scores, self.allocation.atoms_at(n), signed)  # (B, M_n)
+        self.digits.extend(_digits(indices, coefficients, signed))
+        return codebook.combine(indices, coefficients, regenerate=False)  # (d,)
 
 
 def _allocate_bytes(

@@ -34,6 +34,7 @@ from cod_diffc.codecs.codec import Codec, CodedStream, DecodedLatent, check_deco
 from cod_diffc.codecs.container import check_backbone
 from cod_diffc.codecs.core import (
     DEFAULT_MAX_LATENT_ELEMENTS,
+    EncoderSetup,
     initial_noise,
     posterior_offset,
     prepare_decode,
@@ -177,46 +178,56 @@ def encode(
 ) -> EncodeResult:
     r"""
     Encodes an image with DiffC, running the schedule only as far as the requested cuts need.
-
     Args:
-        image (`torch.Tensor`): `(1, 3, H, W)` image in [0, 1], of any size: sides that are not multiples of the
-            backbone's `size_multiple` are mirror-padded for coding ([`~backbones.padding`]); the stream records the
-            true size, and bpp counts its pixels.
+        image (`torch.Tensor`): `(1, 3, H, W)` image in [0, 1], of any size (mirror-padded to the backbone's
+            `size_multiple`; the stream records the true size, and bpp counts its pixels).
         adapter ([`BackboneAdapter`]): The backbone.
-        stop_step (`int` or `Sequence[int]`, *optional*):
-            Cut(s) at these numbers of steps. Give this or `target_bpp`; with neither, the whole schedule is sent.
-        target_bpp (`float` or `Sequence[float]`, *optional*):
-            Cut(s) at the largest stop step whose whole file fits in `target_bpp * H * W / 8` bytes. A target above
-            what the schedule reaches gets the whole schedule.
-        schedule ([`DiffCSchedule`], *optional*): The encoding schedule; defaults to `DiffCSchedule()`.
+        stop_step (`int` or `Sequence[int]`, *optional*): Cut(s) after these numbers of steps; with neither this nor
+            `target_bpp`, the whole schedule.
+        target_bpp (`float` or `Sequence[float]`, *optional*): Cut(s) at the last step whose whole file fits in
+            `target_bpp * H * W / 8` bytes (the whole schedule for a target above what it reaches).
+        schedule, simulator, guidance_scale, denoise_guidance_scale: The encoder's settings, as [`DiffCCodec`]
+            takes them (guidance rounded to float16, the stream's precision; the channel configuration is stored).
         seed (`int`, defaults to `0`): Seed of the shared randomness, in [0, 2**64), written into the stream.
-        guidance_scale (`float`, *optional*):
-            Guidance of the model's reverse steps, rounded to float16 (the stream's precision); defaults to the
-            adapter's `default_guidance_scale`.
-        denoise_guidance_scale (`float`, *optional*):
-            Guidance the decoder denoises with, stored in the stream; defaults to `guidance_scale`.
-        simulator ([`ChannelSimulator`], *optional*):
-            The reverse channel coder; defaults to [`default_simulator`]. Its configuration goes into the stream
-            ([`~diffc.channel_registry.channel_config`]).
-        clamp_targets (`bool`, defaults to `False`):
-            Give a `target_bpp` below the smallest file (header and side information) that file instead of raising,
-            as a classical codec's lowest quality does: for rate sweeps over many images.
+        clamp_targets (`bool`, defaults to `False`): Give a `target_bpp` below the smallest file (header and side
+            information) that file instead of raising, as a classical codec's lowest quality does.
         progress (`bool`, defaults to `True`): Show a progress bar.
 
     Returns:
-        [`EncodeResult`]: The requested cuts (files and the noisy latents they decode to) plus every step's code, KL
-        and file size.
+        [`EncodeResult`]: The cuts (files and the noisy latents they decode to), every step's code and KL.
 
     Raises:
-        `ValueError`: For a stop step outside the schedule, or a target bpp below the smallest file (header and side
-            information alone) unless `clamp_targets`; the message gives the achievable range.
-        [`~backbones.resources.ImageTooLargeError`]: For an image the device has not the memory for (before any work).
+        `ValueError`: For a stop step outside the schedule, or a target below the smallest file (unless
+            `clamp_targets`), naming the achievable range; [`~backbones.resources.ImageTooLargeError`] for an image
+            the device has not the memory for (before any work).
     """
-    schedule = DiffCSchedule() if schedule is None else schedule
-    simulator = default_simulator() if simulator is None else simulator
+    schedule, simulator = schedule or DiffCSchedule(), simulator or default_simulator()
     stop_steps, target_bpps = _requested_cuts(stop_step, target_bpp, schedule)
     setup = prepare_encode(image, adapter, guidance_scale, denoise_guidance_scale)
-    header = DiffCStream(
+    header = _stream_header(adapter, setup, seed, simulator, schedule)
+    coder = _StepEncoder(header, simulator, stop_steps, target_bpps, clamp_targets)
+    coder.target = target_latent(adapter, setup)  # (1, C, h, w)
+    latent = coder.latents[0] = initial_noise(seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)
+    latent, _ = run_reverse_process(
+        adapter,
+        latent,
+        schedule,
+        max(stop_steps) if stop_steps else schedule.num_steps,
+        setup.condition,
+        setup.guidance_scale,
+        coder.noise,
+        after_step=coder.after_step,
+        description="DiffC encode",
+        progress=progress,
+    )
+    return coder.result(latent, setup.condition)
+
+
+def _stream_header(
+    adapter: BackboneAdapter, setup: EncoderSetup, seed: int, simulator: ChannelSimulator, schedule: DiffCSchedule
+) -> DiffCStream:
+    """The stream's fields but the cut (stop step and step codes)."""
+    return DiffCStream(
         backbone=adapter.name,
         fingerprint=adapter.fingerprint(),
         height=setup.height,
@@ -227,43 +238,6 @@ def encode(
         channel=channel_config(simulator),
         schedule=schedule,
         encoding_guidance_scale=setup.guidance_scale,
-    )
-    cuts = _CutPlanner(header, StepCodeWriter(simulator), stop_steps, target_bpps, clamp_targets)
-    target = target_latent(adapter, setup)  # (1, C, h, w)
-    step_codes: list[StepCode] = []
-    step_kl: list[torch.Tensor] = []  # |mu|^2 of every step, on the device
-
-    def channel_noise(n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
-        mu = posterior_offset(step, target, x0_hat)  # (d,)
-        code, sample = simulator.encode(mu, derive_key(seed, STEP_KEY, n))
-        step_codes.append(code)
-        step_kl.append(mu.double().square().sum())  # read back once, after the loop
-        return sample
-
-    latent = initial_noise(seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)  # z_{t_0}
-    cuts.latents[0] = latent
-    last_step = max(stop_steps) if stop_steps else schedule.num_steps
-    latent, _ = run_reverse_process(
-        adapter,
-        latent,
-        schedule,
-        last_step,
-        setup.condition,
-        setup.guidance_scale,
-        channel_noise,
-        after_step=lambda n, previous, latent: cuts.after_step(step_codes[n], n, previous, latent),
-        description="DiffC encode",
-        progress=progress,
-    )
-    step_kl_bits = (0.5 * torch.stack(step_kl) / math.log(2)).tolist() if step_kl else []
-    return EncodeResult(
-        points=cuts.points(len(step_codes), latent, step_kl_bits),
-        step_codes=step_codes,
-        step_kl_bits=step_kl_bits,
-        header=header,
-        simulator=simulator,
-        condition=setup.condition,
-        writer=cuts.writer,
     )
 
 
@@ -285,22 +259,24 @@ def _requested_cuts(
     return stop_steps, target_bpps
 
 
-class _CutPlanner:
-    """Where an encode cuts: the requested stop steps, and for each target rate the last step whose whole file
-    fits, found as the steps are coded (the file is coded exactly only once its size bound reaches a pending
-    target: it is below the rest otherwise); it keeps the noisy latent of every cut."""
+class _StepEncoder:
+    """DiffC's part of an encode: each step's noise by reverse channel coding towards the clean `target`, and
+    where the stream is cut (the requested stop steps, and for each target rate the last step whose whole file fits,
+    found as the steps are coded: the file is coded exactly only once its size bound reaches a pending target); it
+    keeps the noisy latent of every cut."""
 
     def __init__(
         self,
         header: DiffCStream,
-        writer: StepCodeWriter,
+        simulator: ChannelSimulator,
         stop_steps: list[int],
         target_bpps: list[float],
         clamp_targets: bool,
     ):
-        self.header, self.writer, self.stop_steps = header, writer, stop_steps
+        self.header, self.simulator, self.stop_steps = header, simulator, stop_steps
+        self.writer = StepCodeWriter(simulator)
         self.bpp_per_byte = 8 / (header.height * header.width)
-        smallest = len(_cut(header, writer, 0)) * self.bpp_per_byte
+        smallest = len(_cut(header, self.writer, 0)) * self.bpp_per_byte
         if clamp_targets:
             target_bpps = [max(target, smallest) for target in target_bpps]
         if target_bpps and min(target_bpps) < smallest:
@@ -310,12 +286,23 @@ class _CutPlanner:
                 f"the stop step up to {header.schedule.num_steps}"
             )
         self.target_bpps = target_bpps
+        self.target: torch.Tensor | None = None  # (1, C, h, w) clean latent
         self.bpp_stops: dict[int, int] = {}  # index into target_bpps -> stop step
         self.latents: dict[int, torch.Tensor] = {}  # stop step -> noisy latent, for the cuts only
+        self.step_codes: list[StepCode] = []
+        self.step_kl: list[torch.Tensor] = []  # |mu|^2 of every step, on the device
 
-    def after_step(self, code: StepCode, n: int, previous: torch.Tensor, latent: torch.Tensor) -> bool:
-        """Records step `n`'s code; `True` once every target has its cut."""
+    def noise(self, n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
+        """Step `n`'s coded sample, `(d,)`."""
+        mu = posterior_offset(step, self.target, x0_hat)  # (d,)
+        code, sample = self.simulator.encode(mu, derive_key(self.header.seed, STEP_KEY, n))
+        self.step_codes.append(code)
         self.writer.append(code)
+        self.step_kl.append(mu.double().square().sum())  # read back once, after the loop
+        return sample
+
+    def after_step(self, n: int, previous: torch.Tensor, latent: torch.Tensor) -> bool:
+        """Records the cuts step `n` ends; `True` once every target has its cut."""
         if n + 1 in self.stop_steps:
             self.latents[n + 1] = latent
         pending = [index for index in range(len(self.target_bpps)) if index not in self.bpp_stops]
@@ -328,19 +315,20 @@ class _CutPlanner:
                     self.latents[n] = previous
         return bool(self.target_bpps) and len(self.bpp_stops) == len(self.target_bpps)
 
-    def points(self, steps: int, latent: torch.Tensor, step_kl_bits: list[float]) -> list[RatePoint]:
-        """The requested cuts after `steps` coded steps (targets never reached take them all)."""
+    def result(self, latent: torch.Tensor, condition: Condition) -> EncodeResult:
+        """The requested cuts once the loop ends at `latent` (targets never reached take every coded step)."""
+        steps = len(self.step_codes)
         for index in range(len(self.target_bpps)):
             if index not in self.bpp_stops:
                 self.bpp_stops[index] = steps
                 self.latents[steps] = latent
+        step_kl_bits = (0.5 * torch.stack(self.step_kl) / math.log(2)).tolist() if self.step_kl else []
         cuts = self.stop_steps + [self.bpp_stops[index] for index in range(len(self.target_bpps))]
         streams = {n: _cut(self.header, self.writer, n) for n in cuts}
-        schedule = self.header.schedule
-        return [
+        points = [
             RatePoint(
                 stop_step=n,
-                t=schedule.time(n),
+                t=self.header.schedule.time(n),
                 stream=streams[n],
                 bpp=len(streams[n]) * self.bpp_per_byte,
                 kl_bits=math.fsum(step_kl_bits[:n]),
@@ -348,6 +336,15 @@ class _CutPlanner:
             )
             for n in cuts
         ]
+        return EncodeResult(
+            points=points,
+            step_codes=self.step_codes,
+            step_kl_bits=step_kl_bits,
+            header=self.header,
+            simulator=self.simulator,
+            condition=condition,
+            writer=self.writer,
+        )
 
 
 def decode(
@@ -367,11 +364,9 @@ def decode(
     Args:
         stream (`bytes`): The whole file.
         adapter ([`BackboneAdapter`]): The backbone named in the stream, with the same weights.
-        simulator ([`ChannelSimulator`], *optional*):
-            The channel simulator; by default the one the stream's channel configuration describes. One given here
-            (for instance with another `tile_size`, which only changes speed) must have the same configuration.
-        max_latent_elements (`int`, defaults to `2**26`):
-            Refuse streams whose image size implies a larger latent (a guard against forged sizes).
+        simulator ([`ChannelSimulator`], *optional*): The channel coder; by default the one the stream describes.
+            One given here (say with another `tile_size`, which only changes speed) must have the same configuration.
+        max_latent_elements (`int`, defaults to `2**26`): Refuse streams whose image size implies a larger latent.
         progress (`bool`, defaults to `True`): Show a progress bar.
 
     Returns:

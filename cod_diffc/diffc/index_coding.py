@@ -326,13 +326,19 @@ def decode_step_codes(data: bytes, num_steps: int, simulator: "ChannelSimulator"
         exponent = layout.zipf_exponent
         lengths = decode([("length", bits, exponent) for bits in _chunk_candidate_bits(layout)])
         piece_bits = [_remainder_piece_bits(length) for length in lengths]
-        pieces = iter(decode([("uniform", bits) for chunk_pieces in piece_bits for bits in chunk_pieces]))
-        indices = []
-        for length, chunk_pieces in zip(lengths, piece_bits):
-            remainder, shift = 0, 0
-            for bits in chunk_pieces:
-                remainder |= next(pieces) << shift
-                shift += bits
-            indices.append((1 << (length - 1)) + remainder if length else 0)
-        codes.append(StepCode(kl_code=kl_code, indices=tuple(indices)))
+        pieces = decode([("uniform", bits) for chunk_pieces in piece_bits for bits in chunk_pieces])
+        codes.append(StepCode(kl_code=kl_code, indices=_join_pieces(lengths, piece_bits, pieces)))
     return codes
+
+
+def _join_pieces(lengths: list[int], piece_bits: list[list[int]], pieces: list[int]) -> tuple[int, ...]:
+    """Each chunk's index from its length symbol and its remainder's pieces (least significant first)."""
+    pieces_iter = iter(pieces)
+    indices = []
+    for length, chunk_pieces in zip(lengths, piece_bits):
+        remainder, shift = 0, 0
+        for bits in chunk_pieces:
+            remainder |= next(pieces_iter) << shift
+            shift += bits
+        indices.append((1 << (length - 1)) + remainder if length else 0)
+    return tuple(indices)

@@ -335,69 +335,69 @@ def evaluate_images(
     if not 0 <= process_index < num_processes:
         raise ValueError(f"process index {process_index} outside [0, {num_processes})")
     output_dir = Path(output_dir)
-    perceptual_metrics = perceptual_metrics or {}
+    metrics = perceptual_metrics or {}
     coded = 0
     shard = list(images)[process_index::num_processes]
     description = "evaluate" if num_processes == 1 else f"evaluate (process {process_index})"
     for image_path in tqdm(shard, desc=description, unit="image", disable=not progress, position=process_index):
+        keep = image_path.stem in keep_reconstructions
         pending = [
             method
             for method in methods
-            if not (
-                resume
-                and _is_done(
-                    output_dir,
-                    method,
-                    image_path.stem,
-                    target_bpps,
-                    list(perceptual_metrics),
-                    image_path.stem in keep_reconstructions,
-                )
-            )
+            if not (resume and _is_done(output_dir, method, image_path.stem, target_bpps, list(metrics), keep))
         ]
-        if not pending:
-            continue
-        image = load_image(image_path)  # (1, 3, H, W)
-        reference = to_uint8(image)
-        height, width = reference.shape[:2]
+        image = load_image(image_path) if pending else None  # (1, 3, H, W)
         for method in pending:
-            try:
-                reconstructions = method.reconstruct(image, target_bpps)
-            except ValueError as error:
-                raise ValueError(f"{method.name} on {image_path}: {error}") from error
-            points = []
-            for reconstruction in reconstructions:
-                label = rate_label(reconstruction.target_bpp)
-                stream_path = output_dir / "streams" / method.name / f"{image_path.stem}_{label}{method.stream_suffix}"
-                atomic_write(stream_path, reconstruction.stream)
-                if image_path.stem in keep_reconstructions:
-                    save_image(
-                        reconstruction_path(output_dir, method.name, image_path.stem, reconstruction.target_bpp),
-                        reconstruction.image,
-                    )
-                points.append(
-                    {
-                        "target_bpp": reconstruction.target_bpp,
-                        "setting": reconstruction.setting,
-                        "bytes": len(reconstruction.stream),
-                        "bpp": 8 * len(reconstruction.stream) / (height * width),
-                        **score(reference, reconstruction.image, perceptual_metrics),
-                        "encoding_time": reconstruction.encoding_time,
-                        "decoding_time": reconstruction.decoding_time,
-                    }
-                )
-            record = {
-                "method": method.name,
-                "image": image_path.stem,
-                "height": height,
-                "width": width,
-                "target_bpp": list(target_bpps),
-                "settings": method.settings,
-                "points": points,
-            }
-            atomic_write(record_path(output_dir, method.name, image_path.stem), json.dumps(record, indent=1).encode())
+            _code_image(output_dir, method, image_path, image, target_bpps, metrics, keep)
             coded += 1
     return coded
+
+
+def _code_image(
+    output_dir: Path,
+    method: RateMethod,
+    image_path: Path,
+    image: torch.Tensor,
+    target_bpps: Sequence[float],
+    metrics: Mapping[str, PerceptualMetric],
+    keep_reconstruction: bool,
+) -> None:
+    """One (method, image) pair of a sweep: its files, scores and record."""
+    try:
+        reconstructions = method.reconstruct(image, target_bpps)
+    except ValueError as error:
+        raise ValueError(f"{method.name} on {image_path}: {error}") from error
+    reference = to_uint8(image)
+    height, width = reference.shape[:2]
+    points = []
+    for reconstruction in reconstructions:
+        label = rate_label(reconstruction.target_bpp)
+        stream_path = output_dir / "streams" / method.name / f"{image_path.stem}_{label}{method.stream_suffix}"
+        atomic_write(stream_path, reconstruction.stream)
+        if keep_reconstruction:
+            path = reconstruction_path(output_dir, method.name, image_path.stem, reconstruction.target_bpp)
+            save_image(path, reconstruction.image)
+        points.append(
+            {
+                "target_bpp": reconstruction.target_bpp,
+                "setting": reconstruction.setting,
+                "bytes": len(reconstruction.stream),
+                "bpp": 8 * len(reconstruction.stream) / (height * width),
+                **score(reference, reconstruction.image, metrics),
+                "encoding_time": reconstruction.encoding_time,
+                "decoding_time": reconstruction.decoding_time,
+            }
+        )
+    record = {
+        "method": method.name,
+        "image": image_path.stem,
+        "height": height,
+        "width": width,
+        "target_bpp": list(target_bpps),
+        "settings": method.settings,
+        "points": points,
+    }
+    atomic_write(record_path(output_dir, method.name, image_path.stem), json.dumps(record, indent=1).encode())
 
 
 def load_records(output_dir: str | Path, method_name: str, images: Sequence[Path]) -> list[dict]:
