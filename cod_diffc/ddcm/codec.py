@@ -281,14 +281,14 @@ def encode(
         raise ValueError(f"target bpp must be positive and finite, got {target_bpp}")
     setup = prepare_encode(image, adapter, guidance_scale, denoise_guidance_scale)
     container = Container(
-        codec_name,
-        adapter.name,
-        adapter.fingerprint(),
-        setup.height,
-        setup.width,
-        seed,
-        setup.condition.side_info,
-        b"",
+        codec=codec_name,
+        backbone=adapter.name,
+        fingerprint=adapter.fingerprint(),
+        height=setup.height,
+        width=setup.width,
+        seed=seed,
+        side_info=setup.condition.side_info,
+        payload=b"",
     )
     allocation, layout = _allocate_bytes(container, variant, setup, target_bpp, clamp_targets)
     chooser = _AtomChooser(seed, layout, variant, allocation, target_latent(adapter, setup))
