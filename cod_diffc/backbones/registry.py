@@ -33,6 +33,14 @@ BUILTIN_BACKBONES: dict[str, str] = {
     "sd": "cod_diffc.backbones.stable_diffusion:load_stable_diffusion_backbone",
 }
 
+BUILTIN_DEFAULT_MODELS: dict[str, str] = {
+    "cod": "cod-latent-small (embedded)",
+    "gaussian": "none (the closed-form denoiser of Gaussian data)",
+    "ldm": "ldm-small (embedded)",
+    "sd": "stable-diffusion-v1-5/stable-diffusion-v1-5 (Hugging Face hub)",
+}
+"""What each built-in backbone loads without `--model`, for `cod-diffc backbones`."""
+
 BACKBONES = PluginRegistry("backbone", ENTRY_POINT_GROUP, BUILTIN_BACKBONES)
 """The backbone registry."""
 

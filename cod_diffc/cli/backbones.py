@@ -1,4 +1,5 @@
-"""`cod-diffc backbones`: the backbone names `--backbone` accepts (built-in and installed plugins)."""
+"""`cod-diffc backbones`: the backbone names `--backbone` accepts (built-in and installed plugins), each built-in one
+with the model it loads without `--model`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cod_diffc.backbones import available_backbones
+    from cod_diffc.backbones.registry import BUILTIN_DEFAULT_MODELS
 
-    for name in available_backbones():
-        print(name)
+    names = available_backbones()
+    width = max(len(name) for name in names)
+    for name in names:
+        default = BUILTIN_DEFAULT_MODELS.get(name)
+        print(f"{name:<{width}}  default model: {default}" if default else name)
     return 0

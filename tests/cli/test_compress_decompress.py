@@ -347,8 +347,9 @@ def test_streams_of_another_model_or_corrupt_streams_are_refused(workspace, caps
 
 def test_backbones_lists_builtins_and_installed_plugins(installed_plugin, capsys):
     assert main(["backbones"]) == 0
-    names = capsys.readouterr().out.split()
-    assert {"cod", "gaussian", "toy-flow"} <= set(names)
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert {"cod", "gaussian", "ldm", "sd", "toy-flow"} <= set(rows)
+    assert "default model: ldm-small (embedded)" in rows["ldm"] and rows["toy-flow"] == "toy-flow"
 
 
 def test_an_installed_channel_coder_is_listed_chosen_by_name_and_read_back_from_the_stream(
