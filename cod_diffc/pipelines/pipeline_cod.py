@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import struct
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +23,7 @@ from cod_diffc.models.condition_codec_cod import CodConditionCodec
 from cod_diffc.models.transformer_cod import CodTransformer2DModel
 from cod_diffc.pipelines.embedded_models import EMBEDDED_MODELS, resolve_embedded_model
 from cod_diffc.pipelines.named_configs import get_named_config
+from cod_diffc.pipelines.portable_save import PortableSaveMixin
 from cod_diffc.schedulers.scheduling_cod_flow_match import CodFlowMatchScheduler
 
 
@@ -57,7 +56,7 @@ class CodPipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class CodPipeline(DiffusionPipeline):
+class CodPipeline(PortableSaveMixin, DiffusionPipeline):
     r"""
     CoD ([arXiv 2511.18706](https://arxiv.org/abs/2511.18706)): a diffusion model conditioned on a few hundred bits
     per image. The condition codec turns the image into vector-quantised indices (1,024 bits for a 512x512 image
@@ -119,16 +118,6 @@ class CodPipeline(DiffusionPipeline):
         if resolved in EMBEDDED_MODELS.values():
             kwargs.setdefault("dtype", torch.float32)
         return super().from_pretrained(resolved, **kwargs)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """`DiffusionPipeline.save_pretrained`, without the `_name_or_path` entries that diffusers copies into
-        `model_index.json` and the components' `config.json` from the folder a model was loaded from (a path of the
-        machine that saved it)."""
-        super().save_pretrained(save_directory, **kwargs)
-        for config_file in [Path(save_directory) / "model_index.json", *Path(save_directory).glob("*/config.json")]:
-            config = json.loads(config_file.read_text())
-            if config.pop("_name_or_path", None) is not None:
-                config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_named_config(cls, name: str, vae: AutoencoderKL | None = None) -> CodPipeline:

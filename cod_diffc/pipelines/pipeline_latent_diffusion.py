@@ -12,9 +12,10 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from cod_diffc.models.latent_space import latents_to_images
 from cod_diffc.models.vae_geometry import unet_downsampling, vae_downsampling
+from cod_diffc.pipelines.portable_save import PortableSaveMixin
 
 
-class LatentDiffusionPipeline(DiffusionPipeline):
+class LatentDiffusionPipeline(PortableSaveMixin, DiffusionPipeline):
     r"""
     Unconditional latent diffusion: `UNet2DModel` denoises `vae` latents scaled by the VAE's `scaling_factor` (the
     diffusers convention: `latents = posterior * scaling_factor`, about unit variance), on the discrete VP schedule of

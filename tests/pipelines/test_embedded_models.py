@@ -40,10 +40,20 @@ def test_no_shipped_file_carries_a_path_of_the_machine_that_made_it():
 
 
 def test_save_pretrained_writes_no_name_or_path(tmp_path):
-    CodPipeline.from_pretrained(DEFAULT_EMBEDDED_MODEL).save_pretrained(tmp_path)
-    index = (tmp_path / "model_index.json").read_text()
+    CodPipeline.from_pretrained(DEFAULT_EMBEDDED_MODEL).save_pretrained(tmp_path / "cod")
+    index = (tmp_path / "cod" / "model_index.json").read_text()
     assert "_name_or_path" not in index and '"_class_name": "CodPipeline"' in index
-    assert CodPipeline.from_pretrained(tmp_path).config.default_guidance_scale > 0
+    assert CodPipeline.from_pretrained(tmp_path / "cod").config.default_guidance_scale > 0
+
+    from cod_diffc import LatentDiffusionPipeline
+
+    from tiny_models import save_tiny_ldm_pipeline
+
+    LatentDiffusionPipeline.from_pretrained(save_tiny_ldm_pipeline(tmp_path / "ldm")).save_pretrained(
+        tmp_path / "copy"
+    )
+    for path in (tmp_path / "copy").rglob("*.json"):
+        assert "_name_or_path" not in path.read_text(), path
 
 
 def test_from_pretrained_takes_the_embedded_name_and_computes_in_float32():

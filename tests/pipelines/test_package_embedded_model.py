@@ -59,3 +59,24 @@ def test_an_autoencoder_with_another_encoder_is_refused_and_nothing_written(tmp_
     result = package(trained, "--vae", tmp_path / "other", "--output", tmp_path / "out", "--name", "cod-test")
     assert result.returncode != 0 and "has another encoder (encoder.conv_in.weight differs)" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_latent_diffusion_pipeline_is_packaged_within_the_cap_of_all_shipped_models(tmp_path):
+    from cod_diffc import LatentDiffusionPipeline
+
+    from tiny_models import save_tiny_ldm_pipeline
+
+    trained = save_tiny_ldm_pipeline(tmp_path / "trained")
+    out = tmp_path / "out"
+    (out / "other-model").mkdir(parents=True)
+    (out / "other-model" / "weights.bin").write_bytes(bytes(200_000))  # 0.2 MB already shipped
+    result = package(trained, "--output", out, "--name", "ldm-test")
+    assert result.returncode == 0, result.stderr
+    packaged = LatentDiffusionPipeline.from_pretrained(out / "ldm-test")
+    original = LatentDiffusionPipeline.from_pretrained(trained)
+    torch.testing.assert_close(packaged.unet.state_dict(), original.unet.state_dict(), rtol=1e-3, atol=1e-6)
+    assert "MB of embedded models in all" in result.stdout
+
+    refused = package(trained, "--output", out, "--name", "ldm-other", "--max-megabytes", "0.2")
+    assert refused.returncode != 0 and "beside" in refused.stderr and not (out / "ldm-other").exists()
+    assert "apply to CodPipeline" in package(trained, "--guidance-scale", "2", "--output", out).stderr
