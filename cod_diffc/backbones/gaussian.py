@@ -6,7 +6,8 @@ With data `z_0 ~ N(m, s**2 I)` and `z_t = alpha * z_0 + sigma * eps`, the poster
 
 with `r**2 = alpha**2 * s**2 + sigma**2`, so a codec's rates and distortions can be checked against theory. It uses the
 noise schedule of a flow-matching model (`alpha = (1 - t) / n`, `sigma = t / n`, `n = sqrt((1 - t)**2 + t**2)`), like
-CoD, and is registered as the `"gaussian"` backbone: a toy for tests, demos and new codec code.
+CoD, and is registered as the `"gaussian"` backbone: a toy for tests, demos and new codec code. The `"gaussian-vp"`
+backbone ([`GaussianVPBackbone`]) serves the same exact denoiser through the discrete-VP path of Stable Diffusion.
 """
 
 import hashlib
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .adapter import FINGERPRINT_SIZE, BackboneAdapter, Condition, as_batch_scalar
+from .discrete_vp import DiscreteVPAdapterMixin
 from .flow import flow_alpha_sigma
 
 
@@ -121,3 +123,80 @@ def load_gaussian_backbone(
     if dtype not in (None, torch.float32):
         raise ValueError(f"the 'gaussian' backbone computes in float32, got dtype={dtype}")
     return GaussianBackbone(mean=mean, std=std, patch_size=patch_size, device=device)
+
+
+class GaussianVPBackbone(DiscreteVPAdapterMixin, GaussianBackbone):
+    r"""
+    The exact denoiser of the same Gaussian data served the way a DDPM-trained network is: a raw output of
+    `prediction_type` at a fractional training timestep of a discrete `alphas_cumprod` table (Stable Diffusion's by
+    default), read through [`~backbones.discrete_vp.DiscreteVPAdapterMixin`]. The path Stable Diffusion takes is then
+    held to the same bounds as the flow path: a wrong time map or conversion shows up as lost quality.
+
+    The output is computed from the timestep it is given, independently of the mixin's `alpha_sigma`: the table's
+    log-SNR interpolated linearly between the neighbouring integer steps (the mixin's documented map).
+
+    Parameters:
+        mean, std, patch_size, device: As for [`GaussianBackbone`].
+        prediction_type (`str`, defaults to `"epsilon"`): `"epsilon"`, `"v_prediction"` or `"sample"`.
+        alphas_cumprod (`torch.Tensor`, *optional*): `(T,)` the schedule's table; Stable Diffusion 1.x's (1,000
+            scaled-linear steps from 0.00085 to 0.012) by default.
+    """
+
+    name = "gaussian-vp"
+
+    def __init__(
+        self,
+        mean: float = 0.0,
+        std: float = 1.0,
+        patch_size: int = 1,
+        prediction_type: str = "epsilon",
+        alphas_cumprod: torch.Tensor | None = None,
+        device: torch.device | str = "cpu",
+    ):
+        GaussianBackbone.__init__(self, mean=mean, std=std, patch_size=patch_size, device=device)
+        if alphas_cumprod is None:
+            betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2  # scaled linear
+            alphas_cumprod = torch.cumprod(1 - betas, dim=0)
+        self.set_discrete_schedule(alphas_cumprod, prediction_type)
+
+    def predict_model_output(
+        self, z_t: torch.Tensor, timestep: torch.Tensor, condition: Condition, guidance_scale: float
+    ) -> torch.Tensor:
+        log_snr = self.alphas_cumprod.log() - (-self.alphas_cumprod).log1p()  # (T,)
+        tau = timestep.to("cpu", torch.float64)  # (B,)
+        lower = tau.floor().long().clamp(max=len(log_snr) - 2)
+        snr = torch.lerp(log_snr[lower], log_snr[lower + 1], tau - lower).exp()
+        alpha = as_batch_scalar((snr / (1 + snr)).sqrt().to(z_t.device, torch.float32), z_t)
+        sigma = as_batch_scalar((1 / (1 + snr)).sqrt().to(z_t.device, torch.float32), z_t)
+        residual = z_t - alpha * self.mean
+        variance = alpha**2 * self.std**2 + sigma**2
+        x0, epsilon = self.mean + alpha * self.std**2 / variance * residual, sigma / variance * residual
+        if self.prediction_type == "epsilon":
+            return epsilon
+        if self.prediction_type == "v_prediction":
+            return alpha * epsilon - sigma * x0
+        return x0
+
+    def fingerprint(self) -> bytes:
+        settings = struct.pack("<ddq", self.mean, self.std, self.patch_size) + self.prediction_type.encode()
+        table = self.alphas_cumprod.numpy().tobytes()
+        return hashlib.blake2b(b"gaussian-vp|" + settings + table, digest_size=FINGERPRINT_SIZE).digest()
+
+
+def load_gaussian_vp_backbone(
+    model: str | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    mean: float = 0.0,
+    std: float = 1.0,
+    patch_size: int = 1,
+    prediction_type: str = "epsilon",
+) -> GaussianVPBackbone:
+    """Registry factory of the `"gaussian-vp"` backbone: no weights, float32, the [`GaussianVPBackbone`] settings as
+    options."""
+    if model is not None:
+        raise ValueError(f"the 'gaussian-vp' backbone has no weights to load, got model={model!r}")
+    if dtype not in (None, torch.float32):
+        raise ValueError(f"the 'gaussian-vp' backbone computes in float32, got dtype={dtype}")
+    return GaussianVPBackbone(mean, std, patch_size, prediction_type, device=device)

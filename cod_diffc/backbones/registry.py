@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "cod_diffc.backbones"
 BUILTIN_BACKBONES: dict[str, str] = {
     "cod": "cod_diffc.backbones.cod:load_cod_backbone",
     "gaussian": "cod_diffc.backbones.gaussian:load_gaussian_backbone",
+    "gaussian-vp": "cod_diffc.backbones.gaussian:load_gaussian_vp_backbone",
     "ldm": "cod_diffc.backbones.latent_diffusion:load_latent_diffusion_backbone",
     "sd": "cod_diffc.backbones.stable_diffusion:load_stable_diffusion_backbone",
 }
@@ -36,6 +37,7 @@ BUILTIN_BACKBONES: dict[str, str] = {
 BUILTIN_DEFAULT_MODELS: dict[str, str] = {
     "cod": "cod-latent-small (embedded)",
     "gaussian": "none (the closed-form denoiser of Gaussian data)",
+    "gaussian-vp": "none (the same, through the discrete-VP path of Stable Diffusion)",
     "ldm": "ldm-small (embedded)",
     "sd": "stable-diffusion-v1-5/stable-diffusion-v1-5 (Hugging Face hub)",
 }
