@@ -5,9 +5,9 @@
 
 A `3 x side x side` latent of N(0, std**2) coordinates is coded by each codec on the `gaussian` backbone (the exact
 denoiser of that data, on CoD's flow path) or the `gaussian-vp` one (the same denoiser through Stable Diffusion's
-discrete-VP path, epsilon or v) at each rate in bits per coordinate, every byte of the file counted; each file is decoded to
-its noisy latent and denoised both ways (the one-step posterior mean and the probability-flow ODE), and the squared
-error is measured on the latent itself (no clamping to an image). Reported per point: the rate overhead over
+discrete-VP path, epsilon or v) at each rate in bits per coordinate, every byte of the file counted; each file is
+decoded to its noisy latent and denoised both ways (the one-step posterior mean and the probability-flow ODE), and
+the squared error is measured on the latent itself (no clamping to an image). Reported per point: the rate overhead over
 Shannon's bound for the mean decode and over DiffC-F's bound for the flow decode
 ([`~cod_diffc.evaluation.gaussian_bounds`]), and for DiffC where the bits go: the header, the file's bits over the
 summed step KL, the summed KL over `I(X; Z_t)` at the time reached, and the mean decode's distortion excess over an
@@ -171,9 +171,8 @@ def main() -> None:
         for row in results[name]:
             overheads = [row["overhead_mean_over_shannon"], row["overhead_flow_over_diffc_f"]]
             mean, flow = ("n/a" if value is None else f"{value:+.0%}" for value in overheads)
-            print(
-                f"{name:15s} {row['bits_per_coordinate']:.3f} bit: {mean} over Shannon (mean), {flow} over DiffC-F (flow)"
-            )
+            rate = row["bits_per_coordinate"]
+            print(f"{name:15s} {rate:.3f} bit: {mean} over Shannon (mean), {flow} over DiffC-F (flow)")
     record = {
         "command": "python benchmarks/gaussian_theory.py " + " ".join(sys.argv[1:]),
         "arguments": vars(args) | {"output": str(args.output)},

@@ -1,5 +1,6 @@
 """The arrows point one way: codecs use backbones, backbones use models and pipelines, nothing below imports the
-CLI, and the evaluation reaches codecs only through the `Codec` interface. Checked on every import statement of the package (module level and inside functions alike)."""
+CLI, and the evaluation reaches codecs only through the `Codec` interface. Checked on every import statement of the
+package (module level and inside functions alike)."""
 
 import ast
 from pathlib import Path

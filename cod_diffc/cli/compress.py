@@ -24,9 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "compress",
         help="compress images with a diffusion codec (DiffC, Turbo-DDCM, DDCM) on a diffusion backbone",
         description=(
-            "Compress images with a zero-shot diffusion codec. A progressive codec (see `cod-diffc codecs`) makes every requested rate from one encode per image and can cut after a number of "
-            "coded steps (--stop-step). Any image size: sides the backbone cannot take are mirror-padded and cropped "
-            "on decode."
+            "Compress images with a zero-shot diffusion codec. A progressive codec (see `cod-diffc codecs`) makes "
+            "every requested rate from one encode per image and can cut after a number of coded steps (--stop-step). "
+            "Any image size: sides the backbone cannot take are mirror-padded and cropped on decode."
         ),
     )
     parser.add_argument("--codec", help="codec name (see `cod-diffc codecs`, which marks the default)")

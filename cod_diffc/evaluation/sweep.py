@@ -2,10 +2,11 @@ r"""Rate-distortion sweeps: every method at every requested rate on every image,
 
 A *method* turns an image and a list of target rates into one reconstruction per rate: [`DiffusionCodecMethod`]
 runs any diffusion codec of the registry through its interface (one encode per image for a progressive codec, one
-per rate otherwise), [`CodecMethod`] searches a classical codec's quality setting per rate. [`evaluate_images`] writes, for each (method, image), the files it coded
-(`streams/METHOD/`), and a JSON record of every point's size and metrics (`records/METHOD/IMAGE.json`), which is what
-makes a sweep resumable and shardable across processes. [`compressai_results`] and [`write_per_image_csv`] merge the
-records into CompressAI's result JSON and a per-image table.
+per rate otherwise), [`CodecMethod`] searches a classical codec's quality setting per rate. [`evaluate_images`]
+writes, for each (method, image), the files it coded (`streams/METHOD/`), and a JSON record of every point's size and
+metrics (`records/METHOD/IMAGE.json`), which is what makes a sweep resumable and shardable across processes.
+[`compressai_results`] and [`write_per_image_csv`] merge the records into CompressAI's result JSON and a per-image
+table.
 """
 
 from __future__ import annotations

@@ -224,9 +224,9 @@ class CodPipeline(PortableSaveMixin, DiffusionPipeline):
     @torch.no_grad()
     def compress(self, image: ImageInput) -> list[bytes]:
         """
-        The standalone CoD codec, encoder side: one `.cod` file (bytes) per image, in the release's layout. A file is a 4-byte header (uint16
-        little-endian height, then width) and the VQ indices packed at `codebook_bits` each; at 512x512, 4 bits and
-        downsampling 32 that is 4 + 128 bytes.
+        The standalone CoD codec, encoder side: one `.cod` file (bytes) per image, in the release's layout: a 4-byte
+        header (uint16 little-endian height, then width) and the VQ indices packed at `codebook_bits` each; at
+        512x512, 4 bits and downsampling 32 that is 4 + 128 bytes.
         """
         images = self.preprocess(image)
         height, width = images.shape[-2:]
@@ -462,8 +462,8 @@ class CodPipeline(PortableSaveMixin, DiffusionPipeline):
 
     @staticmethod
     def postprocess(images: torch.Tensor, output_type: str) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
-        """Images `(B, 3, H, W)` in [-1, 1] → `"pt"`: `(B, 3, H, W)` float in [0, 1]; `"np"`: `(B, H, W, 3)` float32 in
-        [0, 1] (both as in every diffusers pipeline); `"pil"`: images by the release's uint8 mapping
+        """Images `(B, 3, H, W)` in [-1, 1] → `"pt"`: `(B, 3, H, W)` float in [0, 1]; `"np"`: `(B, H, W, 3)`
+        float32 in [0, 1] (both as in every diffusers pipeline); `"pil"`: images by the release's uint8 mapping
         ([`quantize_uint8`])."""
         if output_type == "pt":
             return ((images + 1.0) / 2.0).clamp(0.0, 1.0).cpu()

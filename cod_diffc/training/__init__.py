@@ -1,5 +1,5 @@
-"""Training CoD (the autoencoder of a latent CoD, and a latent diffusion model to compare CoD with) on `accelerate`: configuration, data, objectives, checkpoints
-and export.
+"""Training CoD (the autoencoder of a latent CoD, and a latent diffusion model to compare CoD with) on `accelerate`:
+configuration, data, objectives, checkpoints and export.
 
 Run it with `cod-diffc train --config CONFIG.yaml [section.key=value ...]`, also under `accelerate launch`; see
 `docs/training.md`.
