@@ -30,7 +30,7 @@ __version__ = _version()
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "cod_diffc.models": ["CodConditionCodec", "CodTransformer2DModel"],
+        "cod_diffc.models": ["CodConditionCodec", "CodLiteDenoiserModel", "CodTransformer2DModel"],
         "cod_diffc.schedulers": ["CodFlowMatchScheduler"],
         "cod_diffc.pipelines": ["NAMED_CONFIGS", "CodPipeline", "CodPipelineOutput", "LatentDiffusionPipeline"],
     },
@@ -38,6 +38,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
 
 
 if TYPE_CHECKING:
-    from cod_diffc.models import CodConditionCodec, CodTransformer2DModel
+    from cod_diffc.models import CodConditionCodec, CodLiteDenoiserModel, CodTransformer2DModel
     from cod_diffc.pipelines import NAMED_CONFIGS, CodPipeline, CodPipelineOutput, LatentDiffusionPipeline
     from cod_diffc.schedulers import CodFlowMatchScheduler

@@ -64,6 +64,19 @@ def cod_official_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cod_lite_official_dir() -> Path:
+    """The official-CoD-Lite reference folder: `$COD_DIFFC_LITE_REFERENCE_DIR` (relative to the working directory if
+    relative), by default `../shared/reference/cod_lite_official` beside the checkout."""
+    folder = Path(os.environ.get("COD_DIFFC_LITE_REFERENCE_DIR", REFERENCE_DIR / "cod_lite_official"))
+    if not folder.is_dir():
+        pytest.skip(
+            f"official-CoD-Lite reference folder not found at {folder}: clone beside shared/ or set "
+            "COD_DIFFC_LITE_REFERENCE_DIR"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory) -> Path:
     """The fixture plugin, installed for real with pip into a private target directory (no network)."""
     source = tmp_path_factory.mktemp("plugin_source") / "third_party_plugins"
