@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from cod_diffc.pipelines import CodPipeline
 
 
+LATER_CONFIG_DEFAULTS = {"light_decoder": False, "attention_window": None}
+"""Configuration entries added to the components after streams existed, at the values that reproduce the earlier
+models: left out of the fingerprint, so that a model's fingerprint (and its streams) does not change with them."""
+
+
 class CodBackbone(CachedFingerprintMixin, FlowMatchingAdapterMixin):
     r"""
     A [`~cod_diffc.CodPipeline`] as a backbone. Its [`~backbones.adapter.Condition`] value is the pair
@@ -126,7 +131,12 @@ class CodBackbone(CachedFingerprintMixin, FlowMatchingAdapterMixin):
             f"{name}.{key}": value for name, module in components.items() for key, value in module.state_dict().items()
         }
         settings = {
-            f"{name}.config": {key: value for key, value in module.config.items() if not key.startswith("_")}
+            f"{name}.config": {
+                key: value
+                for key, value in module.config.items()
+                if not key.startswith("_")
+                and not (key in LATER_CONFIG_DEFAULTS and value == LATER_CONFIG_DEFAULTS[key])
+            }
             for name, module in components.items()
         }
         settings["latent_scale"] = self.pipeline.latent_scale

@@ -1,10 +1,12 @@
-"""Map the released CoD-Lite checkpoints (microsoft/GenCodec `CoD_Lite/`) onto our classes: the denoiser.
+"""Map the released CoD-Lite checkpoints (microsoft/GenCodec `CoD_Lite/`) onto our classes: the denoiser and the
+condition codec.
 
 A CoD-Lite checkpoint holds one network: the pretrained model under `ema_denoiser.`, a one-step codec under `net.`
 (other groups, such as the online weights, training heads and the one-step codec's teacher and critic, are
-ignored). Under `y_embedder.{encoder,bottleneck,decoder}` sits the condition codec; every other key is the
-denoiser's, whose module names [`CodLiteDenoiserModel`] keeps, so its conversion is the prefix alone. Conversion is
-strict ([`~conversion.official.check_against_model`]).
+ignored). Under `y_embedder.{encoder,bottleneck,decoder}` sits the condition codec, CoD's (a
+[`CodConditionCodec`] with CoD-Lite's light decoder, downsampling 4 to 32 and windowed inference attention), whose
+keys the CoD key map translates; every other key is the denoiser's, whose module names [`CodLiteDenoiserModel`]
+keeps. Conversion is strict ([`~conversion.official.check_against_model`]).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 
 import torch
 
+from cod_diffc.models.condition_codec_cod import CodConditionCodec
 from cod_diffc.models.denoiser_cod_lite import CodLiteDenoiserModel
 
-from .official import check_against_model, extract_ema_denoiser
+from .official import check_against_model, convert_state_dict, extract_ema_denoiser
 
 
 CHECKPOINT_PREFIXES = {"pretrain": "ema_denoiser.", "onestep": "net."}
@@ -24,6 +27,12 @@ CHECKPOINT_PREFIXES = {"pretrain": "ema_denoiser.", "onestep": "net."}
 
 CODEC_PREFIXES = ("y_embedder.encoder.", "y_embedder.bottleneck.", "y_embedder.decoder.")
 """The condition codec's keys inside the network (`y_embedder_x` is the denoiser's)."""
+
+ATTENTION_WINDOW = 32
+"""Side of the tiles the codec's attention works in at inference on larger maps."""
+
+RELEASED_CODEC_CONSTANTS = {"GN_GROUPS": 32, "ENC_CH": 128, "CB_DIM": 128}
+"""What the official codec hard-codes: GroupNorm groups, encoder width, codebook dimension."""
 
 
 def denoiser_config(init_args: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,6 +52,24 @@ def denoiser_config(init_args: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def codec_config(
+    init_args: Mapping[str, Any], constants: Mapping[str, int] = RELEASED_CODEC_CONSTANTS
+) -> dict[str, Any]:
+    """[`CodConditionCodec`] arguments of a CoD-Lite network from its `init_args` and the codec's constants (the
+    released ones unless a build patched them, as the tiny reference models do)."""
+    return {
+        "base_channels": constants["ENC_CH"],
+        "codebook_dim": constants["CB_DIM"],
+        "norm_num_groups": constants["GN_GROUPS"],
+        "codebook_bits": init_args.get("codebook_bits", 4),
+        "downsampling": init_args.get("ds", 32),
+        "up2x": init_args.get("up2x", True),
+        "condition_channels": init_args["hidden_size"],
+        "light_decoder": init_args.get("light", True),
+        "attention_window": ATTENTION_WINDOW,
+    }
+
+
 def split_network(weights: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """`(denoiser, condition codec)` state dicts of a network's weights (prefix already stripped)."""
     denoiser = {key: value for key, value in weights.items() if not key.startswith(CODEC_PREFIXES)}
@@ -59,12 +86,32 @@ def load_denoiser(
         [`~conversion.official.CheckpointConversionError`]: For a checkpoint whose tensors do not fill the model
             that `init_args` describe exactly (another variant, another config).
     """
-    if kind not in CHECKPOINT_PREFIXES:
-        raise ValueError(
-            f"unknown CoD-Lite checkpoint kind {kind!r}; expected one of {', '.join(CHECKPOINT_PREFIXES)}"
-        )
-    weights, _ = split_network(extract_ema_denoiser(checkpoint, CHECKPOINT_PREFIXES[kind]))
+    weights, _ = split_network(_network(checkpoint, kind))
     model = CodLiteDenoiserModel(**denoiser_config(init_args))
     check_against_model(weights, model, "CoD-Lite denoiser")
     model.load_state_dict({key: value.float() for key, value in weights.items()}, strict=True)
     return model.eval()
+
+
+def load_codec(
+    checkpoint: Mapping[str, object],
+    init_args: Mapping[str, Any],
+    kind: str = "pretrain",
+    constants: Mapping[str, int] = RELEASED_CODEC_CONSTANTS,
+) -> CodConditionCodec:
+    """The [`CodConditionCodec`] of a CoD-Lite checkpoint, in float32; the same errors as [`load_denoiser`]."""
+    _, weights = split_network(_network(checkpoint, kind))
+    converted = convert_state_dict(weights)["condition_codec"]
+    codec = CodConditionCodec(**codec_config(init_args, constants))
+    check_against_model(converted, codec, "CoD-Lite condition codec")
+    codec.load_state_dict({key: value.float() for key, value in converted.items()}, strict=True)
+    return codec.eval()
+
+
+def _network(checkpoint: Mapping[str, object], kind: str) -> dict[str, torch.Tensor]:
+    """The network's tensors of a checkpoint of `kind`, prefix stripped."""
+    if kind not in CHECKPOINT_PREFIXES:
+        raise ValueError(
+            f"unknown CoD-Lite checkpoint kind {kind!r}; expected one of {', '.join(CHECKPOINT_PREFIXES)}"
+        )
+    return extract_ema_denoiser(checkpoint, CHECKPOINT_PREFIXES[kind])

@@ -1,3 +1,3 @@
 from cod_diffc.models.condition_codec_cod import CodConditionCodec, pack_indices, unpack_indices
-from cod_diffc.models.transformer_cod import CodAttnProcessor, CodTransformer2DModel
 from cod_diffc.models.denoiser_cod_lite import CodLiteDenoiserModel
+from cod_diffc.models.transformer_cod import CodAttnProcessor, CodTransformer2DModel

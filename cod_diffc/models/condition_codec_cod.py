@@ -19,13 +19,21 @@ from torch import nn
 
 # The condition map has one vector per 16x16 patch of the image: the transformer's token grid.
 CONDITION_STRIDE = 16
-# The released encoder stage widths (multiples of `base_channels`) for each supported `downsampling`.
-_RELEASED_CHANNEL_MULTIPLIERS = {32: (1, 1, 2, 2, 4), 128: (1, 1, 2, 2, 4, 8)}
+# The released encoder stage widths (multiples of `base_channels`) for each supported `downsampling` (4 to 16:
+# CoD-Lite's codecs, whose later stages do not down-sample).
+_RELEASED_CHANNEL_MULTIPLIERS = {
+    4: (1, 1, 2, 2, 4),
+    8: (1, 1, 2, 2, 4),
+    16: (1, 1, 2, 2, 4),
+    32: (1, 1, 2, 2, 4),
+    128: (1, 1, 2, 2, 4, 8),
+}
 # Encoder stages from this index on follow every ResNet block with an attention block.
 _FIRST_ATTENTION_STAGE = 4
-# The decoder is three (ResNet, attention) pairs and a final ResNet, with the up-samplers of a `downsampling` above
-# 32 placed after the first pairs.
+# The decoder is three (ResNet, attention) pairs (two in CoD-Lite's light decoder) and a final ResNet, with the
+# up-samplers of a `downsampling` above 32 placed after the first pairs.
 _DECODER_ATTENTION_PAIRS = 3
+_LIGHT_DECODER_ATTENTION_PAIRS = 2
 # Slack allowed on the [0, 1] range of input images (decoded PNGs divided by 255 are exact; resampling is not).
 _IMAGE_RANGE_TOLERANCE = 1e-6
 
@@ -138,10 +146,13 @@ class CodResnetBlock(nn.Module):
 
 
 class CodAttentionBlock(nn.Module):
-    """Single-head self-attention over all spatial positions, with 1x1-conv projections and a residual."""
+    """Single-head self-attention with 1x1-conv projections and a residual: over all spatial positions, or (with
+    `window`, CoD-Lite's inference) within `window x window` tiles of a map with a side above `window`, whose
+    queries, keys and values are first replicate-padded at the bottom and right to multiples of it."""
 
-    def __init__(self, channels: int, num_groups: int, eps: float):
+    def __init__(self, channels: int, num_groups: int, eps: float, window: int | None = None):
         super().__init__()
+        self.window = window
         self.norm = nn.GroupNorm(num_groups, channels, eps=eps)
         self.q = nn.Conv2d(channels, channels, kernel_size=1)
         self.k = nn.Conv2d(channels, channels, kernel_size=1)
@@ -149,16 +160,44 @@ class CodAttentionBlock(nn.Module):
         self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        batch_size, channels, height, width = hidden_states.shape
+        _, _, height, width = hidden_states.shape
         normed = self.norm(hidden_states)
-
-        def to_sequence(projected: torch.Tensor) -> torch.Tensor:
-            return projected.reshape(batch_size, 1, channels, height * width).transpose(2, 3)  # (B, 1, h*w, C)
-
-        query, key, value = to_sequence(self.q(normed)), to_sequence(self.k(normed)), to_sequence(self.v(normed))
-        attended = F.scaled_dot_product_attention(query, key, value)  # softmax(q k^T / sqrt(C)) v, (B, 1, h*w, C)
-        attended = attended.transpose(2, 3).reshape(batch_size, channels, height, width)
+        query, key, value = self.q(normed), self.k(normed), self.v(normed)  # (B, C, h, w) each
+        window = self.window
+        if window is None or (height <= window and width <= window):
+            attended = _attend(query, key, value)
+        else:
+            padding = (0, -width % window, 0, -height % window)
+            query, key, value = (F.pad(x, padding, mode="replicate") for x in (query, key, value))
+            tiles = [_tiles(x, window) for x in (query, key, value)]  # (B n, C, window, window) each
+            attended = _untile(_attend(*tiles), query.shape)[..., :height, :width]
         return hidden_states + self.proj_out(attended)
+
+
+def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(C)) v over the positions of `(B, C, h, w)` maps."""
+    batch_size, channels, height, width = query.shape
+
+    def to_sequence(projected: torch.Tensor) -> torch.Tensor:
+        return projected.reshape(batch_size, 1, channels, height * width).transpose(2, 3)  # (B, 1, h*w, C)
+
+    attended = F.scaled_dot_product_attention(to_sequence(query), to_sequence(key), to_sequence(value))
+    return attended.transpose(2, 3).reshape(batch_size, channels, height, width)
+
+
+def _tiles(hidden_states: torch.Tensor, window: int) -> torch.Tensor:
+    """`(B, C, H, W)` (sides multiples of `window`) → `(B * H/window * W/window, C, window, window)`."""
+    batch_size, channels, height, width = hidden_states.shape
+    tiles = hidden_states.view(batch_size, channels, height // window, window, width // window, window)
+    return tiles.permute(0, 2, 4, 1, 3, 5).reshape(-1, channels, window, window)
+
+
+def _untile(tiles: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The inverse of [`_tiles`] for a map of `shape`."""
+    batch_size, channels, height, width = shape
+    window = tiles.shape[-1]
+    grid = tiles.view(batch_size, height // window, width // window, channels, window, window)
+    return grid.permute(0, 3, 1, 4, 2, 5).reshape(batch_size, channels, height, width)
 
 
 class CodDownsample(nn.Module):
@@ -214,6 +253,7 @@ class CodConditionEncoder(nn.Module):
         input_stride: int,
         num_groups: int,
         eps: float,
+        attention_window: int | None = None,
     ):
         super().__init__()
         self.gradient_checkpointing = False
@@ -228,7 +268,7 @@ class CodConditionEncoder(nn.Module):
                 block_in_channels = stage_in_channels if block_index == 0 else stage_channels
                 stage.append(CodResnetBlock(block_in_channels, stage_channels, num_groups, eps))
                 if stage_index >= _FIRST_ATTENTION_STAGE:
-                    stage.append(CodAttentionBlock(stage_channels, num_groups, eps))
+                    stage.append(CodAttentionBlock(stage_channels, num_groups, eps, attention_window))
             if stage_index < num_downsamplers:
                 stage.append(CodDownsample(stage_channels))
             self.down_blocks.append(stage)
@@ -237,7 +277,7 @@ class CodConditionEncoder(nn.Module):
         self.mid_block = nn.ModuleList(
             [
                 CodResnetBlock(stage_in_channels, stage_in_channels, num_groups, eps),
-                CodAttentionBlock(stage_in_channels, num_groups, eps),
+                CodAttentionBlock(stage_in_channels, num_groups, eps, attention_window),
                 CodResnetBlock(stage_in_channels, stage_in_channels, num_groups, eps),
             ]
         )
@@ -255,8 +295,10 @@ class CodConditionEncoder(nn.Module):
 class CodConditionDecoder(nn.Module):
     """Decoder from quantised codes to the condition map on the transformer's token grid.
 
-    conv_in -> three (ResNet, attention) pairs, the first `num_upsamplers` of them followed by an up-sampler, and a
-    final ResNet -> GroupNorm, SiLU, conv_out (zero-initialised) -> one more up-sampler when `up2x`.
+    conv_in -> `num_pairs` (ResNet, attention) pairs, the first `num_upsamplers` of them followed by an up-sampler,
+    and a final ResNet -> GroupNorm, SiLU, conv_out -> one more up-sampler when `output_upsampler`. `output_stride`
+    shrinks a code grid finer than the token grid (CoD-Lite's low downsampling): 2 makes conv_out a stride-2
+    convolution, 4 a stride-2 convolution, a ResNet and another.
     """
 
     def __init__(
@@ -264,25 +306,35 @@ class CodConditionDecoder(nn.Module):
         in_channels: int,
         channels: int,
         num_upsamplers: int,
-        up2x: bool,
+        output_upsampler: bool,
         num_groups: int,
         eps: float,
+        num_pairs: int = 3,
+        output_stride: int = 1,
+        attention_window: int | None = None,
     ):
         super().__init__()
         self.gradient_checkpointing = False
         self.conv_in = nn.Conv2d(in_channels, channels, kernel_size=3, padding=1)
 
         self.blocks = nn.ModuleList()
-        for pair_index in range(_DECODER_ATTENTION_PAIRS):
+        for pair_index in range(num_pairs):
             self.blocks.append(CodResnetBlock(channels, channels, num_groups, eps))
-            self.blocks.append(CodAttentionBlock(channels, num_groups, eps))
+            self.blocks.append(CodAttentionBlock(channels, num_groups, eps, attention_window))
             if pair_index < num_upsamplers:
                 self.blocks.append(CodUpsample(channels, num_groups, eps))
         self.blocks.append(CodResnetBlock(channels, channels, num_groups, eps))
 
         self.norm_out = nn.GroupNorm(num_groups, channels, eps=eps)
-        self.conv_out = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
-        self.output_upsampler = CodUpsample(channels, num_groups, eps) if up2x else None
+        if output_stride == 4:
+            self.conv_out = nn.Sequential(
+                nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1),
+                CodResnetBlock(channels, channels, num_groups, eps),
+                nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1),
+            )
+        else:
+            self.conv_out = nn.Conv2d(channels, channels, kernel_size=3, stride=output_stride, padding=1)
+        self.output_upsampler = CodUpsample(channels, num_groups, eps) if output_upsampler else None
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         hidden_states = self.conv_in(codes)  # (B, C, h, w)
@@ -345,11 +397,11 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
         codebook_dim (`int`, *optional*, defaults to 128):
             Dimension of the codebook vectors (the encoder's output channels).
         downsampling (`int`, *optional*, defaults to 32):
-            The official `ds`: 32 or 128. The code stride is `downsampling` with `up2x` and `downsampling // 2`
-            without it.
+            The official `ds`: 32 or 128 for CoD, 4 to 32 for CoD-Lite. The code stride is `downsampling` with
+            `up2x` and `downsampling // 2` without it.
         up2x (`bool`, *optional*, defaults to `True`):
-            Whether the encoder's input convolution has stride 2 and the decoder ends with a learned x2 up-sampler
-            (the 512-pixel models).
+            Whether the encoder's input convolution has stride 2 (the 512-pixel models); with `downsampling` 32 or
+            more the decoder then ends with a learned x2 up-sampler, below 16 its output convolution strides.
         condition_channels (`int`, *optional*, defaults to 1152):
             Channels of the condition map: the hidden size of the transformer it conditions.
         norm_num_groups (`int`, *optional*, defaults to 32):
@@ -358,6 +410,10 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
             Epsilon of every GroupNorm.
         codebook_loss_weight (`float`, *optional*, defaults to 0.25):
             Weight of the codebook-update term in `vq_loss` (the commitment term has weight 1).
+        light_decoder (`bool`, *optional*, defaults to `False`):
+            CoD-Lite's decoder: two (ResNet, attention) pairs instead of three.
+        attention_window (`int`, *optional*):
+            CoD-Lite's inference attention: within tiles of this side on larger maps (`None`: global, as CoD).
     """
 
     _supports_gradient_checkpointing = True
@@ -380,6 +436,8 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
         norm_num_groups: int = 32,
         norm_eps: float = 1e-6,
         codebook_loss_weight: float = 0.25,
+        light_decoder: bool = False,
+        attention_window: int | None = None,
     ):
         super().__init__()
         if downsampling not in _RELEASED_CHANNEL_MULTIPLIERS:
@@ -427,22 +485,31 @@ class CodConditionCodec(ModelMixin, ConfigMixin):
             input_stride=2 if up2x else 1,
             num_groups=norm_num_groups,
             eps=norm_eps,
+            attention_window=attention_window,
         )
         self.codebook = nn.Embedding(2**codebook_bits, codebook_dim)
+        num_upsamplers = int(math.log2(max(downsampling, 32) // 32))
+        stride_after_upsamplers = (downsampling if up2x else downsampling // 2) // 2**num_upsamplers  # 4 to 32
         self.decoder = CodConditionDecoder(
             in_channels=codebook_dim,
             channels=condition_channels,
-            num_upsamplers=int(math.log2(downsampling // 32)),
-            up2x=up2x,
+            num_upsamplers=num_upsamplers,
+            output_upsampler=stride_after_upsamplers > CONDITION_STRIDE,
             num_groups=norm_num_groups,
             eps=norm_eps,
+            num_pairs=_LIGHT_DECODER_ATTENTION_PAIRS if light_decoder else _DECODER_ATTENTION_PAIRS,
+            output_stride=max(1, CONDITION_STRIDE // stride_after_upsamplers),
+            attention_window=attention_window,
         )
         self._initialize_weights()
 
     def _initialize_weights(self) -> None:
         # The decoder starts as a zero map: its output conv and the last conv of every up-sampler's ResNet are zero.
-        nn.init.zeros_(self.decoder.conv_out.weight)
-        nn.init.zeros_(self.decoder.conv_out.bias)
+        output_conv = (
+            self.decoder.conv_out[-1] if isinstance(self.decoder.conv_out, nn.Sequential) else self.decoder.conv_out
+        )
+        nn.init.zeros_(output_conv.weight)
+        nn.init.zeros_(output_conv.bias)
         for module in self.decoder.modules():
             if isinstance(module, CodUpsample):
                 nn.init.zeros_(module.resnet.conv2.weight)
