@@ -70,6 +70,21 @@ def load_distribution_metrics(
     return PatchDistributionMetrics(names, feature, device), []
 
 
+class SharedFeatures(torch.nn.Module):
+    """A feature extractor whose last call is remembered: FID and KID, updated with the same patches one after the
+    other, compute the features once."""
+
+    def __init__(self, feature: torch.nn.Module):
+        super().__init__()
+        self.feature = feature
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (input, features)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        if self._last is None or self._last[0] is not patches:
+            self._last = (patches, self.feature(patches))
+        return self._last[1]
+
+
 class PatchDistributionMetrics:
     r"""FID and KID between the patches of original images and of their reconstructions, one set at a time.
 
@@ -91,6 +106,7 @@ class PatchDistributionMetrics:
         if feature is None:  # torchmetrics' Inception v3 (2048 pool features) from the local weights only
             weights = str(inception_weights_path())
             feature = NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights)
+        feature = SharedFeatures(feature)  # one network pass per batch of patches for both metrics
         self.metrics = {}
         if "fid" in names:
             self.metrics["fid"] = FrechetInceptionDistance(

@@ -32,8 +32,10 @@ class LookupFeatures(torch.nn.Module):
     def __init__(self, table: torch.Tensor):
         super().__init__()
         self.register_buffer("table", table)
+        self.calls = 0
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
         index = patches[:, 0, 0, 0].long() * 256 + patches[:, 0, 0, 1].long()
         return self.table[index.clamp(max=len(self.table) - 1)]
 
@@ -70,9 +72,12 @@ def test_fid_and_kid_of_two_gaussian_feature_sets_are_the_closed_form():
     mixing = np.array([[1.5, 0.2, 0, 0], [0, 0.7, 0.1, 0], [0, 0, 1.0, 0.3], [0, 0, 0, 0.5]])
     fake = rng.standard_normal((num, FEATURE_DIM)) @ mixing + np.array([0.5, -0.3, 0.0, 0.2])
     table = torch.from_numpy(np.concatenate([real, fake])).float()
-    metrics = PatchDistributionMetrics(["fid", "kid"], feature=LookupFeatures(table))
+    feature = LookupFeatures(table)
+    metrics = PatchDistributionMetrics(["fid", "kid"], feature=feature)
+    calls_at_setup = feature.calls  # torchmetrics probes the extractor when built
     metrics.add_originals(carrying(range(num)))
     scores = metrics.score(carrying(range(num, 2 * num)))
+    assert feature.calls - calls_at_setup == 2 * num  # one pass per patch batch (one image each), shared by both
     assert scores["fid"] == pytest.approx(frechet_distance(real, fake), rel=1e-3)
     # The population value, which the sample estimate approaches: |mu|^2 + tr(I + S - 2 S^(1/2)), S = A^T A.
     cov = mixing.T @ mixing
