@@ -32,12 +32,24 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "cod_diffc.models": ["CodConditionCodec", "CodLiteDenoiserModel", "CodTransformer2DModel"],
         "cod_diffc.schedulers": ["CodFlowMatchScheduler"],
-        "cod_diffc.pipelines": ["NAMED_CONFIGS", "CodPipeline", "CodPipelineOutput", "LatentDiffusionPipeline"],
+        "cod_diffc.pipelines": [
+            "NAMED_CONFIGS",
+            "CodLitePipeline",
+            "CodPipeline",
+            "CodPipelineOutput",
+            "LatentDiffusionPipeline",
+        ],
     },
 )
 
 
 if TYPE_CHECKING:
     from cod_diffc.models import CodConditionCodec, CodLiteDenoiserModel, CodTransformer2DModel
-    from cod_diffc.pipelines import NAMED_CONFIGS, CodPipeline, CodPipelineOutput, LatentDiffusionPipeline
+    from cod_diffc.pipelines import (
+        NAMED_CONFIGS,
+        CodLitePipeline,
+        CodPipeline,
+        CodPipelineOutput,
+        LatentDiffusionPipeline,
+    )
     from cod_diffc.schedulers import CodFlowMatchScheduler

@@ -9,16 +9,23 @@ import pytest
 
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cod_diffc"
-CODECS = ("cod_diffc.codecs", "cod_diffc.diffc", "cod_diffc.ddcm")
+CODECS = ("cod_diffc.codecs", "cod_diffc.diffc", "cod_diffc.ddcm", "cod_diffc.onestep")
 FORBIDDEN = {
     "cod_diffc.backbones": (*CODECS, "cod_diffc.cli", "cod_diffc.evaluation", "cod_diffc.training"),
-    "cod_diffc.codecs": ("cod_diffc.diffc", "cod_diffc.ddcm", "cod_diffc.pipelines", "cod_diffc.cli"),
-    "cod_diffc.diffc": ("cod_diffc.ddcm", "cod_diffc.pipelines", "cod_diffc.models", "cod_diffc.cli"),
-    "cod_diffc.ddcm": ("cod_diffc.diffc", "cod_diffc.pipelines", "cod_diffc.models", "cod_diffc.cli"),
+    "cod_diffc.codecs": (*CODECS[1:], "cod_diffc.pipelines", "cod_diffc.cli"),
     "cod_diffc.models": (*CODECS, "cod_diffc.backbones", "cod_diffc.cli"),
     "cod_diffc.pipelines": (*CODECS, "cod_diffc.backbones", "cod_diffc.cli"),
-    "cod_diffc.evaluation": ("cod_diffc.cli", "cod_diffc.diffc", "cod_diffc.ddcm"),  # codecs only by interface
+    "cod_diffc.evaluation": ("cod_diffc.cli", *CODECS[1:]),  # codecs only by interface
     "cod_diffc.training": ("cod_diffc.cli",),
+    **{  # each codec package is a sibling of the others, on backbones and codecs/ only
+        codec: (
+            *(other for other in CODECS[1:] if other != codec),
+            "cod_diffc.pipelines",
+            "cod_diffc.models",
+            "cod_diffc.cli",
+        )
+        for codec in CODECS[1:]
+    },
 }
 
 

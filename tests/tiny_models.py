@@ -13,7 +13,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from cod_diffc import CodPipeline
+from cod_diffc import CodLitePipeline, CodPipeline
+from cod_diffc.pipelines.named_configs import get_named_config
 from cod_diffc.pipelines.pipeline_latent_diffusion import LatentDiffusionPipeline
 
 
@@ -21,8 +22,10 @@ SD_IMAGE_SIZE = 32  # the tiny VAE downsamples by 8, like SD's: 4x4 latents
 
 
 def save_tiny_cod(path: Path, seed: int, name: str = "cod-pixel-tiny") -> Path:
+    """A tiny CoD or CoD-Lite pipeline of the named configuration, saved under `path`."""
     torch.manual_seed(seed)
-    pipe = CodPipeline.from_named_config(name)
+    pipeline_class = CodLitePipeline if get_named_config(name).pipeline == "CodLitePipeline" else CodPipeline
+    pipe = pipeline_class.from_named_config(name)
     with torch.no_grad():  # fresh CoD output layers are zero; give the tiny model non-trivial outputs
         for parameter in [*pipe.transformer.parameters(), *pipe.condition_codec.parameters()]:
             if parameter.abs().sum() == 0:

@@ -9,6 +9,7 @@ window.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,14 +113,25 @@ class CodBackbone(CachedFingerprintMixin, FlowMatchingAdapterMixin):
     def predict_velocity(
         self, x_flow: torch.Tensor, s: torch.Tensor, condition: Condition, guidance_scale: float
     ) -> torch.Tensor:
+        return self.guided(self.pipeline.guided_velocity, x_flow, s, condition, guidance_scale)
+
+    def guided(
+        self,
+        predict: Callable[..., torch.Tensor],
+        x_flow: torch.Tensor,
+        s: torch.Tensor,
+        condition: Condition,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """`predict(sample, sigma, condition, null_condition, guidance_scale)` (a guided method of the pipeline) on
+        a float32 `(1, C, h, w)` flow sample at the 0-dim noise level `s`, in the model's dtype; float32 out."""
         if condition.value is None:
-            raise ValueError("the CoD backbone needs the image's condition: prepare_condition() or load_condition()")
+            raise ValueError(
+                f"the {self.name} backbone needs the image's condition: prepare_condition() or load_condition()"
+            )
         cod_condition, null_condition = condition.value
         sigma = s.reshape(-1)[0] if s.ndim else s
-        velocity = self.pipeline.guided_velocity(
-            x_flow.to(self.dtype), sigma, cod_condition, null_condition, guidance_scale
-        )
-        return velocity.float()
+        return predict(x_flow.to(self.dtype), sigma, cod_condition, null_condition, guidance_scale).float()
 
     def weights_fingerprint(self) -> bytes:
         """A digest of the transformer, condition codec and VAE weights (in their loaded dtype) and every setting
@@ -144,7 +156,7 @@ class CodBackbone(CachedFingerprintMixin, FlowMatchingAdapterMixin):
         return fingerprint_state_dict(weights, settings)
 
     def fingerprint_settings(self) -> dict[str, str]:
-        return {"adapter": "cod", "dtype": str(self.dtype)}
+        return {"adapter": self.name, "dtype": str(self.dtype)}
 
     def known_model(self, fingerprint: bytes) -> str | None:
         """The embedded model, shipped now or by an earlier release, that has this fingerprint (loaded in float32,
@@ -154,14 +166,14 @@ class CodBackbone(CachedFingerprintMixin, FlowMatchingAdapterMixin):
         return EMBEDDED_MODEL_FINGERPRINTS.get(fingerprint.hex())
 
 
-def _check_pipeline_dir(model: str | Path) -> None:
-    """A one-line error for a local directory that is not a saved `CodPipeline`."""
+def check_pipeline_dir(model: str | Path, expected: str = "CodPipeline") -> None:
+    """A one-line error for a local directory that is not a saved pipeline of the class named `expected`."""
     index = Path(model) / "model_index.json"
     if not index.is_file():
-        raise ValueError(f"{model} is not a CoD pipeline directory (no model_index.json)")
+        raise ValueError(f"{model} is not a saved {expected} directory (no model_index.json)")
     class_name = json.loads(index.read_text()).get("_class_name")
-    if class_name != "CodPipeline":
-        raise ValueError(f"{model} holds a {class_name} model, not a CodPipeline (use --backbone for that model kind)")
+    if class_name != expected:
+        raise ValueError(f"{model} holds a {class_name} model, not a {expected} (use --backbone for that model kind)")
 
 
 def load_cod_backbone(
@@ -180,12 +192,27 @@ def load_cod_backbone(
     from cod_diffc.pipelines.pipeline_cod import CodPipeline
 
     model = resolve_embedded_model(DEFAULT_EMBEDDED_MODEL if model is None else model)
+    return load_pipeline_backbone(
+        CodBackbone, CodPipeline, model, device=device, dtype=dtype, allow_download=allow_download
+    )
+
+
+def load_pipeline_backbone(
+    adapter_class: type[CodBackbone],
+    pipeline_class: type[CodPipeline],
+    model: str | Path,
+    *,
+    device: str | torch.device,
+    dtype: torch.dtype | None,
+    allow_download: bool,
+) -> CodBackbone:
+    """`adapter_class` on a saved `pipeline_class` (a local directory, checked to hold one, or a hub id), computing
+    in `dtype` (float32 by default: weights may be stored in half precision, as the embedded models are)."""
     if Path(model).exists():
-        _check_pipeline_dir(model)
-    # Weights may be stored in half precision (the embedded model is); compute in float32 unless told otherwise.
+        check_pipeline_dir(model, pipeline_class.__name__)
     dtype = torch.float32 if dtype is None else dtype
-    pipeline = CodPipeline.from_pretrained(str(model), local_files_only=not allow_download, dtype=dtype)
-    adapter = CodBackbone(pipeline.to(device))
+    pipeline = pipeline_class.from_pretrained(str(model), local_files_only=not allow_download, dtype=dtype)
+    adapter = adapter_class(pipeline.to(device))
     if Path(model).is_dir():
         adapter.model_files = sorted(path for path in Path(model).rglob("*") if path.is_file())
     return adapter

@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "cod_diffc.backbones"
 
 BUILTIN_BACKBONES: dict[str, str] = {
     "cod": "cod_diffc.backbones.cod:load_cod_backbone",
+    "cod-lite": "cod_diffc.backbones.cod_lite:load_cod_lite_backbone",
     "gaussian": "cod_diffc.backbones.gaussian:load_gaussian_backbone",
     "gaussian-vp": "cod_diffc.backbones.gaussian:load_gaussian_vp_backbone",
     "ldm": "cod_diffc.backbones.latent_diffusion:load_latent_diffusion_backbone",
@@ -36,6 +37,7 @@ BUILTIN_BACKBONES: dict[str, str] = {
 
 BUILTIN_DEFAULT_MODELS: dict[str, str] = {
     "cod": "cod-latent-small (embedded)",
+    "cod-lite": "none: --model a converted CoD-Lite (cod-diffc convert --variant cod-lite-pretrain)",
     "gaussian": "none (the closed-form denoiser of Gaussian data)",
     "gaussian-vp": "none (the same, through the discrete-VP path of Stable Diffusion)",
     "ldm": "ldm-small (embedded)",

@@ -1,9 +1,18 @@
-"""`cod-diffc convert`: a released CoD checkpoint → a `CodPipeline` directory (safetensors)."""
+"""`cod-diffc convert`: a released CoD or CoD-Lite checkpoint → a `CodPipeline` or `CodLitePipeline` directory
+(safetensors)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cod_diffc.conversion.cod_lite_releases import HUB_REPO as COD_LITE_HUB_REPO
+from cod_diffc.conversion.cod_lite_releases import RELEASED_CHECKPOINTS as COD_LITE_VARIANTS
+
+
+if TYPE_CHECKING:
+    from cod_diffc.pipelines import CodPipeline
 
 
 HUB_REPO = "zhaoyangjia/CoD"
@@ -19,16 +28,31 @@ DENOISER_KEYS = {"hidden_size", "num_blocks", "num_cond_blocks"}
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert a released CoD checkpoint into a CodPipeline directory",
+        help="convert a released CoD or CoD-Lite checkpoint into a pipeline directory",
         description=(
-            "Convert a released CoD checkpoint (torch.load dictionary, read with weights_only=True) into a "
-            "CodPipeline directory. Every unmapped, missing or mis-shaped key is an error that lists the keys."
+            "Convert a released CoD or CoD-Lite checkpoint (torch.load dictionary, read with weights_only=True) into "
+            "a CodPipeline or CodLitePipeline directory. Every unmapped, missing or mis-shaped key is an error that "
+            "lists the keys."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("checkpoint", nargs="?", type=Path, help="the checkpoint (.pt/.ckpt or .safetensors)")
-    source.add_argument("--from-hub", metavar="REPO", help=f"download from the hub (e.g. {HUB_REPO}) or its cache")
-    parser.add_argument("--variant", choices=list(HUB_FILES), required=True, help="which released model it is")
+    source.add_argument(
+        "--from-hub",
+        metavar="REPO",
+        help=f"download from the hub (e.g. {HUB_REPO} or {COD_LITE_HUB_REPO}) or its cache",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=[*HUB_FILES, *COD_LITE_VARIANTS],
+        required=True,
+        metavar="VARIANT",
+        help=(
+            f"which released model it is: CoD's {', '.join(HUB_FILES)} (a CodPipeline), or CoD-Lite's "
+            f"{', '.join(COD_LITE_VARIANTS)} (a CodLitePipeline: the pre-trained model, or a one-step codec named for "
+            "its bits per pixel)"
+        ),
+    )
     parser.add_argument("--config", type=Path, help="the checkpoint's yaml/json config (default: the released one)")
     parser.add_argument("--vae", default="stabilityai/sd-vae-ft-ema", help="latent variants: the VAE path or hub id")
     parser.add_argument("--allow-download", action="store_true", help="let huggingface_hub download missing files")
@@ -47,10 +71,10 @@ def find_denoiser_arguments(config: object) -> tuple[dict, dict]:
             except ValueError:
                 continue
             overrides = config.get("codec_overrides_vs_official_hardcoded", {})
-            constants = {
-                "GN_GROUPS": overrides.get("groupnorm_groups"),
-                "ENC_CH": overrides.get("encoder_base_channels"),
-                "CB_DIM": overrides.get("codebook_dim"),
+            constants = {  # CoD's reference configs name them in a block, CoD-Lite's beside the init_args
+                "GN_GROUPS": overrides.get("groupnorm_groups", config.get("GN_GROUPS")),
+                "ENC_CH": overrides.get("encoder_base_channels", config.get("ENC_CH")),
+                "CB_DIM": overrides.get("codebook_dim", config.get("CB_DIM")),
             }
             return init_args, {key: value for key, value in constants.items() if value is not None}
     raise ValueError(f"no denoiser arguments ({', '.join(sorted(DENOISER_KEYS))}, ...) in the config")
@@ -95,60 +119,85 @@ def hub_file(repo: str, filename: str, allow_download: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    import yaml
-    from accelerate import init_empty_weights
-    from diffusers import AutoencoderKL
-
     from cod_diffc.cli._common import quiet_model_loading
-    from cod_diffc.conversion.official import load_official_weights, official_init_args_to_kwargs
-    from cod_diffc.models import CodConditionCodec, CodTransformer2DModel
-    from cod_diffc.pipelines import CodPipeline, get_named_config
-    from cod_diffc.schedulers import CodFlowMatchScheduler
     from cod_diffc.training.export import save_atomically
 
     if args.output.exists():
         raise ValueError(f"{args.output} exists; remove it or choose another output directory")
     quiet_model_loading()
-    checkpoint_path = args.checkpoint or hub_file(args.from_hub, HUB_FILES[args.variant], args.allow_download)
-    named = get_named_config(NAMED_CONFIG_OF_VARIANT[args.variant])
-    if args.config is None:
+    is_cod_lite = args.variant in COD_LITE_VARIANTS
+    hub_name = COD_LITE_VARIANTS[args.variant].hub_file if is_cod_lite else HUB_FILES.get(args.variant)
+    checkpoint_path = args.checkpoint or hub_file(args.from_hub, hub_name, args.allow_download)
+    arguments = None if args.config is None else find_denoiser_arguments(read_config(args.config))
+    checkpoint = read_checkpoint(checkpoint_path)
+    if is_cod_lite:
+        from cod_diffc.conversion.cod_lite import RELEASED_CODEC_CONSTANTS, convert_cod_lite
+
+        init_args, constants = arguments or (None, {})
+        pipeline = convert_cod_lite(checkpoint, args.variant, init_args, {**RELEASED_CODEC_CONSTANTS, **constants})
+    else:
+        pipeline = convert_cod(checkpoint, args.variant, arguments, args.vae, args.allow_download)
+    save_atomically(pipeline, args.output)
+    total = sum(p.numel() for p in pipeline.transformer.parameters())
+    total += sum(p.numel() for p in pipeline.condition_codec.parameters())
+    print(
+        f"{checkpoint_path} -> {args.output}: {type(pipeline).__name__} ({args.variant}), "
+        f"{total:,} denoiser parameters"
+    )
+    return 0
+
+
+def read_config(path: Path) -> object:
+    """A checkpoint's JSON or YAML config, parsed; a one-line `ValueError` for an unreadable one."""
+    import json
+
+    import yaml
+
+    text = path.read_text()
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: not a readable JSON or YAML configuration ({error})") from None
+
+
+def convert_cod(
+    checkpoint: dict, variant: str, arguments: tuple[dict, dict] | None, vae_name: str, allow_download: bool
+) -> CodPipeline:
+    """The `CodPipeline` of a released CoD checkpoint of `variant`, sized by the released configuration or by the
+    `(init_args, codec constants)` of its config."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL
+
+    from cod_diffc.conversion.official import load_official_weights, official_init_args_to_kwargs
+    from cod_diffc.models import CodConditionCodec, CodTransformer2DModel
+    from cod_diffc.pipelines import CodPipeline, get_named_config
+    from cod_diffc.schedulers import CodFlowMatchScheduler
+
+    named = get_named_config(NAMED_CONFIG_OF_VARIANT[variant])
+    if arguments is None:
         kwargs = {"condition_codec": named.condition_codec, "transformer": named.transformer}
     else:
-        text = args.config.read_text()
-        try:
-            parsed = json.loads(text) if args.config.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as error:
-            raise ValueError(f"{args.config}: not a readable JSON or YAML configuration ({error})") from None
-        kwargs = official_init_args_to_kwargs(*find_denoiser_arguments(parsed))
+        kwargs = official_init_args_to_kwargs(*arguments)
     is_latent = kwargs["transformer"].get("in_channels", 3) != 3
     if is_latent != named.is_latent:
-        raise ValueError(f"--variant {args.variant} does not match the config (in_channels)")
-
+        raise ValueError(f"--variant {variant} does not match the config (in_channels)")
     with init_empty_weights():
         codec = CodConditionCodec(**kwargs["condition_codec"])
         transformer = CodTransformer2DModel(**kwargs["transformer"])
-    checkpoint = read_checkpoint(checkpoint_path)
     load_official_weights(checkpoint, {"condition_codec": codec, "transformer": transformer}, assign=True)
-
     vae = None
     if is_latent:
         try:
-            vae = AutoencoderKL.from_pretrained(args.vae, local_files_only=not args.allow_download)
+            vae = AutoencoderKL.from_pretrained(vae_name, local_files_only=not allow_download)
         except OSError:
             raise FileNotFoundError(
-                f"the VAE {args.vae} is not available locally; download it (`huggingface-cli download {args.vae}`), "
+                f"the VAE {vae_name} is not available locally; download it (`huggingface-cli download {vae_name}`), "
                 "pass --vae PATH to a diffusers AutoencoderKL folder, or add --allow-download"
             ) from None
-    pipeline = CodPipeline(
+    return CodPipeline(
         transformer=transformer,
         condition_codec=codec,
         scheduler=CodFlowMatchScheduler(),
         vae=vae,
         default_guidance_scale=named.default_guidance_scale,
     )
-    save_atomically(pipeline, args.output)
-    total = sum(p.numel() for p in transformer.parameters()) + sum(p.numel() for p in codec.parameters())
-    print(f"{checkpoint_path} -> {args.output}: CodPipeline ({args.variant}), {total:,} denoiser parameters")
-    return 0

@@ -22,6 +22,7 @@ from .container import stream_codec
 ENTRY_POINT_GROUP = "cod_diffc.codecs"
 
 BUILTIN_CODECS: dict[str, str] = {
+    "cod-lite-onestep": "cod_diffc.onestep.codec:OneStepCodec",
     "diffc": "cod_diffc.diffc.codec:DiffCCodec",
     "ddcm": "cod_diffc.ddcm.codec:DDCMCodec",
     "turbo-ddcm": "cod_diffc.ddcm.codec:TurboDDCMCodec",

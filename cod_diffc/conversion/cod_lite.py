@@ -1,5 +1,5 @@
 """Map the released CoD-Lite checkpoints (microsoft/GenCodec `CoD_Lite/`) onto our classes: the denoiser and the
-condition codec.
+condition codec, and the [`CodLitePipeline`] they make.
 
 A CoD-Lite checkpoint holds one network: the pretrained model under `ema_denoiser.`, a one-step codec under `net.`
 (other groups, such as the online weights, training heads and the one-step codec's teacher and critic, are
@@ -12,14 +12,19 @@ keeps. Conversion is strict ([`~conversion.official.check_against_model`]).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cod_diffc.models.condition_codec_cod import CodConditionCodec
 from cod_diffc.models.denoiser_cod_lite import CodLiteDenoiserModel
 
+from .cod_lite_releases import RELEASED_CHECKPOINTS
 from .official import check_against_model, convert_state_dict, extract_ema_denoiser
+
+
+if TYPE_CHECKING:
+    from cod_diffc.pipelines import CodLitePipeline
 
 
 CHECKPOINT_PREFIXES = {"pretrain": "ema_denoiser.", "onestep": "net."}
@@ -33,6 +38,41 @@ ATTENTION_WINDOW = 32
 
 RELEASED_CODEC_CONSTANTS = {"GN_GROUPS": 32, "ENC_CH": 128, "CB_DIM": 128}
 """What the official codec hard-codes: GroupNorm groups, encoder width, codebook dimension."""
+
+
+def convert_cod_lite(
+    checkpoint: Mapping[str, object],
+    variant: str,
+    init_args: Mapping[str, Any] | None = None,
+    constants: Mapping[str, int] = RELEASED_CODEC_CONSTANTS,
+) -> CodLitePipeline:
+    """A [`CodLitePipeline`] (float32, the release's sampler and guidance) of a checkpoint of a released `variant`
+    (a key of `RELEASED_CHECKPOINTS`), built from the released `init_args` or from those of its config.
+
+    Raises:
+        `ValueError`: For an unknown variant, or a config whose rate is not the variant's.
+        [`~conversion.official.CheckpointConversionError`]: For a checkpoint that does not fill the model exactly.
+    """
+    from cod_diffc.pipelines import CodLitePipeline, get_named_config
+    from cod_diffc.schedulers import CodFlowMatchScheduler
+
+    if variant not in RELEASED_CHECKPOINTS:
+        raise ValueError(f"unknown CoD-Lite variant {variant!r}; expected one of {', '.join(RELEASED_CHECKPOINTS)}")
+    released = RELEASED_CHECKPOINTS[variant]
+    init_args = released.init_args if init_args is None else init_args
+    rate = (init_args.get("ds", 32), init_args.get("codebook_bits", 4))
+    if rate != (released.downsampling, released.codebook_bits):
+        raise ValueError(
+            f"the config describes a codec with downsampling {rate[0]} and {rate[1]} bits, but {variant} has "
+            f"downsampling {released.downsampling} and {released.codebook_bits} bits"
+        )
+    named = get_named_config("cod-lite-xl")
+    return CodLitePipeline(
+        transformer=load_denoiser(checkpoint, init_args, released.kind),
+        condition_codec=load_codec(checkpoint, init_args, released.kind, constants),
+        scheduler=CodFlowMatchScheduler(**named.scheduler),
+        default_guidance_scale=named.default_guidance_scale,
+    )
 
 
 def denoiser_config(init_args: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,3 +1,4 @@
 from cod_diffc.pipelines.named_configs import NAMED_CONFIGS, CodNamedConfig, get_named_config
 from cod_diffc.pipelines.pipeline_cod import CodPipeline, CodPipelineOutput
+from cod_diffc.pipelines.pipeline_cod_lite import CodLitePipeline
 from cod_diffc.pipelines.pipeline_latent_diffusion import LatentDiffusionPipeline

@@ -1,4 +1,4 @@
-"""Named CoD configurations: the released sizes, and tiny ones for tests and quick looks.
+"""Named CoD and CoD-Lite configurations: the released sizes, and tiny ones for tests and quick looks.
 
 `NAMED_CONFIGS` maps a name to the constructor arguments of each component; the CLI takes its `choices` from it and
 [`CodPipeline.from_named_config`] builds a (randomly initialised) pipeline from it. Released weights are loaded with
@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -19,11 +19,14 @@ class CodNamedConfig:
     Args:
         description: one line for listings.
         condition_codec: keyword arguments of [`CodConditionCodec`].
-        transformer: keyword arguments of [`CodTransformer2DModel`].
+        transformer: keyword arguments of the pipeline's denoiser ([`CodTransformer2DModel`] or
+            [`CodLiteDenoiserModel`]).
         default_guidance_scale: the classifier-free guidance weight the release uses for this model.
         vae: keyword arguments of a random [`diffusers.AutoencoderKL`] for tiny latent configs; `None` otherwise.
         vae_pretrained: the hub id of the autoencoder a released latent model needs (passed in by the user).
         image_size: the side the model was made for (the released models: 512).
+        pipeline: the pipeline class the configuration is for ([`CodPipeline`] or [`CodLitePipeline`]).
+        scheduler: keyword arguments of its [`CodFlowMatchScheduler`] (the release's sampler of that model).
     """
 
     description: str
@@ -33,6 +36,8 @@ class CodNamedConfig:
     vae: dict[str, Any] | None = None
     vae_pretrained: str | None = None
     image_size: int = 512
+    pipeline: str = "CodPipeline"
+    scheduler: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_latent(self) -> bool:
@@ -62,6 +67,11 @@ _TINY_VAE = {
     "sample_size": 64,
     "scaling_factor": 0.18215,
 }
+
+# CoD-Lite: CoD's condition codec with a light decoder and windowed inference attention, and the convolutional
+# denoiser; the release samples with 100 Euler steps (guidance 3.0 for 0.1 < t < 1 in its time, as CoD).
+_COD_LITE_CODEC = {"light_decoder": True, "attention_window": 32}
+_COD_LITE_SCHEDULER = {"solver_order": 1, "last_step_size": 0.04}
 
 NAMED_CONFIGS: dict[str, CodNamedConfig] = {
     "cod-pixel-xl": CodNamedConfig(
@@ -98,6 +108,29 @@ NAMED_CONFIGS: dict[str, CodNamedConfig] = {
         default_guidance_scale=1.25,
         vae=_TINY_VAE,
         image_size=64,
+    ),
+    "cod-lite-xl": CodNamedConfig(
+        description="released CoD-Lite (CoD_Lite_pretrain.pt): 0.0039 bpp condition, 21 DiCo + 3 head blocks, C 384",
+        condition_codec={**_COD_LITE_CODEC, "condition_channels": 384},
+        transformer={},
+        default_guidance_scale=3.0,
+        pipeline="CodLitePipeline",
+        scheduler=_COD_LITE_SCHEDULER,
+    ),
+    "cod-lite-tiny": CodNamedConfig(
+        description="tiny CoD-Lite (random weights) for tests; the sizes of the official reference vectors",
+        condition_codec={**_TINY_CODEC, **_COD_LITE_CODEC},
+        transformer={
+            "hidden_size": 32,
+            "hidden_size_x": 8,
+            "bottleneck_dim": 16,
+            "num_backbone_blocks": 2,
+            "num_head_blocks": 2,
+        },
+        default_guidance_scale=3.0,
+        image_size=64,
+        pipeline="CodLitePipeline",
+        scheduler=_COD_LITE_SCHEDULER,
     ),
 }
 

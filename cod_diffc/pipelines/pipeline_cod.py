@@ -37,8 +37,8 @@ StepEndCallback = (
 """What `callback_on_step_end` takes: a function `(pipe, step_index, sigma, callback_kwargs) -> dict`, or diffusers'
 callback objects."""
 
-# The standalone `.cod` file of the release: uint16 little-endian height, uint16 little-endian width, then the
-# packed VQ indices. (The release names the two fields the other way round but writes H first; so do we.)
+# The standalone `.cod` file of the release: two uint16 little-endian sizes, then the packed VQ indices. CoD writes
+# height first (its code names the two fields the other way round), CoD-Lite width first: `cod_file_width_first`.
 COD_FILE_HEADER = struct.Struct("<HH")
 
 
@@ -79,6 +79,11 @@ class CodPipeline(PortableSaveMixin, DiffusionPipeline):
     _optional_components = ["vae"]
     _callback_tensor_inputs = ["latents", "condition"]
 
+    denoiser_class: type[torch.nn.Module] = CodTransformer2DModel
+    """The class of the `transformer` component, which [`from_named_config`] builds."""
+    cod_file_width_first: bool = False
+    """Whether the `.cod` header stores the width before the height (CoD: height first)."""
+
     def __init__(
         self,
         transformer: CodTransformer2DModel,
@@ -89,6 +94,11 @@ class CodPipeline(PortableSaveMixin, DiffusionPipeline):
         guidance_interval: tuple[float, float] | list[float] = (0.0, 0.9),
     ):
         super().__init__()
+        if not isinstance(transformer, self.denoiser_class):
+            raise TypeError(
+                f"{type(self).__name__} takes a {self.denoiser_class.__name__} as its transformer, got "
+                f"{type(transformer).__name__} (is this a saved pipeline of another class?)"
+            )
         if not 0.0 <= guidance_interval[0] < guidance_interval[1] <= 1.0:
             raise ValueError(f"guidance_interval must satisfy 0 <= low < high <= 1, got {guidance_interval}")
         if (vae is None) != (transformer.config.in_channels == 3):
@@ -129,18 +139,21 @@ class CodPipeline(PortableSaveMixin, DiffusionPipeline):
         Build released sizes under `accelerate.init_empty_weights()` to inspect them without allocating memory.
         """
         config = get_named_config(name)
+        if config.pipeline != cls.__name__:
+            raise ValueError(f"{name} is a configuration of {config.pipeline}, not of {cls.__name__}")
         if config.is_latent and vae is None:
             if config.vae is None:
                 raise ValueError(f"{name} works in the latent space of {config.vae_pretrained}: pass it as `vae=`")
             vae = AutoencoderKL(**config.vae)
         elif not config.is_latent and vae is not None:
             raise ValueError(f"{name} is a pixel-space model and takes no vae")
+        latent_components = {} if vae is None else {"vae": vae}
         return cls(
-            transformer=CodTransformer2DModel(**config.transformer),
+            transformer=cls.denoiser_class(**config.transformer),
             condition_codec=CodConditionCodec(**config.condition_codec),
-            scheduler=CodFlowMatchScheduler(),
-            vae=vae,
+            scheduler=CodFlowMatchScheduler(**config.scheduler),
             default_guidance_scale=config.default_guidance_scale,
+            **latent_components,
         )
 
     # ------------------------------------------------------------------ the diffusion space
@@ -231,13 +244,16 @@ class CodPipeline(PortableSaveMixin, DiffusionPipeline):
         images = self.preprocess(image)
         height, width = images.shape[-2:]
         (payloads,) = self.condition_codec.compress(images)["strings"]
-        return [COD_FILE_HEADER.pack(height, width) + payload for payload in payloads]
+        sizes = (width, height) if self.cod_file_width_first else (height, width)
+        return [COD_FILE_HEADER.pack(*sizes) + payload for payload in payloads]
 
     def parse_cod_file(self, data: bytes) -> tuple[int, int, bytes]:
         """Splits a `.cod` file into `(height, width, payload)`, checking its length against the codec."""
         if len(data) < COD_FILE_HEADER.size:
             raise ValueError(f"a .cod file needs at least {COD_FILE_HEADER.size} bytes, got {len(data)}")
         height, width = COD_FILE_HEADER.unpack_from(data)
+        if self.cod_file_width_first:
+            height, width = width, height
         expected = self.condition_codec.bytes_per_image(height, width)
         if len(data) != COD_FILE_HEADER.size + expected:
             raise ValueError(
@@ -446,7 +462,20 @@ class CodPipeline(PortableSaveMixin, DiffusionPipeline):
         null_condition: torch.Tensor,
         guidance_scale: float,
     ) -> torch.Tensor:
-        """Velocity at noise level `sigma`, with classifier-free guidance inside `guidance_interval` (exclusive).
+        """Velocity `noise - x0` at noise level `sigma`, with classifier-free guidance inside `guidance_interval`
+        (exclusive): the transformer's own output ([`guided_prediction`])."""
+        return self.guided_prediction(sample, sigma, condition, null_condition, guidance_scale)
+
+    def guided_prediction(
+        self,
+        sample: torch.Tensor,
+        sigma: torch.Tensor,
+        condition: torch.Tensor,
+        null_condition: torch.Tensor,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """The transformer's output at noise level `sigma`, with classifier-free guidance inside
+        `guidance_interval` (exclusive).
 
         Outside the window the release computes `u + 1 * (c - u)`; we return `c`, which equals it up to rounding.
         """

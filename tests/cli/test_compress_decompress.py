@@ -466,7 +466,7 @@ def test_codebook_codecs_round_trip_and_the_decoder_reads_the_codec_from_the_str
 def test_codecs_lists_every_codec(capsys):
     assert main(["codecs"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert list(rows) == ["ddcm", "diffc", "turbo-ddcm"]
+    assert list(rows) == ["cod-lite-onestep", "ddcm", "diffc", "turbo-ddcm"]
     assert "(default) progressive;" in rows["diffc"] and "one rate per stream;" in rows["turbo-ddcm"]
 
 

@@ -51,10 +51,10 @@ def runtime_registry(monkeypatch):
 
 
 def test_builtin_codecs():
-    assert {"diffc", "turbo-ddcm", "ddcm"} <= set(available_codecs())
+    assert {"diffc", "turbo-ddcm", "ddcm", "cod-lite-onestep"} <= set(available_codecs())
     assert get_codec_class("diffc") is DiffCCodec
     assert all(get_codec_class(name).summary for name in available_codecs())
-    with pytest.raises(ValueError, match="unknown codec 'jpeg'.*available codecs: ddcm, diffc"):
+    with pytest.raises(ValueError, match="unknown codec 'jpeg'.*available codecs: cod-lite-onestep, ddcm, diffc"):
         load_codec("jpeg")
 
 

@@ -27,6 +27,8 @@ from cod_diffc.conversion.cod_lite import (
 from cod_diffc.conversion.official import CheckpointConversionError, map_key
 from cod_diffc.models.condition_codec_cod import CodConditionCodec, pack_indices
 from cod_diffc.models.denoiser_cod_lite import CodLiteDenoiserModel
+from cod_diffc.pipelines import CodLitePipeline, get_named_config
+from cod_diffc.schedulers import CodFlowMatchScheduler
 
 
 pytestmark = pytest.mark.conformance
@@ -173,3 +175,36 @@ def test_a_checkpoint_of_another_config_is_refused_by_name(cod_lite_official_dir
         load_denoiser(checkpoint, config["init_args"], kind="onestep")
     with safe_open(cod_lite_official_dir / "tiny_pretrain_state_dict.safetensors", "pt") as file:
         assert any(key.startswith("denoiser.") for key in file.keys())  # the decoys were there to be ignored
+
+
+def tiny_pipeline(folder: Path, dtype: torch.dtype) -> tuple[CodLitePipeline, dict[str, torch.Tensor]]:
+    """The tiny pretrained model as a [`CodLitePipeline`] with the release's sampler, and its io tensors."""
+    model, codec, io, config = tiny(folder, "pretrain")
+    scheduler = CodFlowMatchScheduler(**get_named_config("cod-lite-tiny").scheduler)
+    return CodLitePipeline(model.to(dtype), codec.to(dtype), scheduler), io
+
+
+@pytest.mark.parametrize("num_steps", [1, 2, 3, 100])
+@pytest.mark.parametrize("dtype_name", ["f32", "f64"])
+def test_the_pipelines_sampler_is_the_official_euler_sampler(cod_lite_official_dir, num_steps, dtype_name):
+    """100 Euler steps with guidance 3.0 inside the window, the velocity clamped at the data end; one step is the
+    unguided one-step decode."""
+    dtype = torch.float64 if dtype_name == "f64" else torch.float32
+    pipeline, io = tiny_pipeline(cod_lite_official_dir, dtype)
+    pipeline.set_progress_bar_config(disable=True)
+    sample = pipeline.sample(
+        io[f"xT_{dtype_name}"],
+        io[f"cond_map_st_{dtype_name}"],
+        io[f"null_map_{dtype_name}"],
+        num_inference_steps=num_steps,
+        guidance_scale=3.0,
+    )
+    tolerance = 2e-4 if dtype_name == "f32" else 1e-9
+    torch.testing.assert_close(sample, io[f"sample_euler_n{num_steps}_{dtype_name}"], rtol=0, atol=tolerance)
+
+
+def test_the_pipelines_cod_file_is_the_official_one_width_first(cod_lite_official_dir):
+    pipeline, io = tiny_pipeline(cod_lite_official_dir, torch.float32)
+    (cod_file,) = pipeline.compress(io["image_uint8"].float() / 255)
+    assert cod_file == bytes(io["cod_file_uint8"].tolist())
+    assert pipeline.parse_cod_file(cod_file)[:2] == tuple(io["image_uint8"].shape[-2:])

@@ -26,6 +26,9 @@ from cod_diffc.image_files import load_image
 
 GOLDEN_DIR = Path(__file__).resolve().parent
 TINY_COD_DIR = GOLDEN_DIR / "tiny_cod"
+TINY_COD_LITE_DIR = GOLDEN_DIR / "tiny_cod_lite"
+TINY_MODELS = {"cod": (TINY_COD_DIR, "cod-pixel-tiny"), "cod-lite": (TINY_COD_LITE_DIR, "cod-lite-tiny")}
+"""Backbone -> the frozen tiny model its cases run on (float16 weights) and the named configuration it was made of."""
 CURRENT_VERSION = 2
 FORMAT_DIRS = {1: GOLDEN_DIR / "v1", CURRENT_VERSION: GOLDEN_DIR}
 """Where the streams of each format version live: the current version's at the top, older ones in `v<N>/`."""
@@ -36,9 +39,9 @@ DENOISE_STEPS = 3
 
 @dataclass(frozen=True)
 class GoldenCase:
-    """One frozen stream: `backbone` ("gaussian" or "cod", the tiny CoD in `tiny_cod/`) on a `side x side` image,
-    and either DiffC with `coder` ("chunked" or "pooled", the default coder) cut at `stop_step` (0 = condition only),
-    or a DDCM-family `codec` at `target_bpp` (with small codebooks: [`ddcm_codec_of`])."""
+    """One frozen stream: `backbone` ("gaussian", or a tiny model of [`TINY_MODELS`]) on a `side x side` image, and
+    either DiffC with `coder` ("chunked" or "pooled", the default coder) cut at `stop_step` (0 = condition only), or
+    another `codec` at `target_bpp` (the DDCM family with small codebooks: [`codec_of`])."""
 
     name: str
     backbone: str
@@ -81,13 +84,21 @@ DDCM_CASES = (
     GoldenCase("gaussian-ddcm", "gaussian", None, None, side=16, num_steps=24, codec="ddcm", target_bpp=2.0),
     GoldenCase("cod-turbo-ddcm", "cod", None, None, side=64, num_steps=6, codec="turbo-ddcm", target_bpp=0.3),
 )
-CASES_BY_VERSION = {1: DIFFC_CASES, CURRENT_VERSION: DIFFC_CASES + DDCM_CASES}
+ONE_STEP_CASES = (
+    GoldenCase(
+        "cod-lite-onestep", "cod-lite", None, None, side=64, num_steps=1, codec="cod-lite-onestep", target_bpp=1
+    ),
+)
+CASES_BY_VERSION = {1: DIFFC_CASES, CURRENT_VERSION: DIFFC_CASES + DDCM_CASES + ONE_STEP_CASES}
 """The cases each format version has files of (format 1 had DiffC only)."""
 CASES = CASES_BY_VERSION[CURRENT_VERSION]
 
 
-def ddcm_codec_of(case: GoldenCase) -> Codec:
-    """The case's DDCM-family codec, with codebooks small enough for tiny images (2**8 atoms, 1024-wide blocks)."""
+def codec_of(case: GoldenCase) -> Codec:
+    """The case's codec (not DiffC); the DDCM family with codebooks small enough for tiny images (2**8 atoms,
+    1024-wide blocks)."""
+    if case.codec not in ("turbo-ddcm", "ddcm"):
+        return load_codec(case.codec)
     settings = {"num_steps": case.num_steps, "t_end": 0.05, "codebook_bits": 8, "block_width": 1024}
     return load_codec(case.codec, **settings, **({"max_atoms": 8} if case.codec == "turbo-ddcm" else {}))
 
@@ -102,7 +113,7 @@ def simulator_of(case: GoldenCase) -> ChannelSimulator:
 def adapter_of(case: GoldenCase) -> BackboneAdapter:
     if case.backbone == "gaussian":
         return load_backbone("gaussian", std=GAUSSIAN_STD)
-    return load_backbone("cod", str(TINY_COD_DIR))
+    return load_backbone(case.backbone, str(TINY_MODELS[case.backbone][0]))
 
 
 def make_input_image(case: GoldenCase) -> np.ndarray:
@@ -117,7 +128,7 @@ def encode_case(case: GoldenCase, adapter: BackboneAdapter) -> bytes:
     """The stream of `case`, encoded from its stored input image."""
     image = load_image(case.image_path)  # (1, 3, H, W) in [0, 1]
     if case.codec != "diffc":
-        return ddcm_codec_of(case).compress(image, adapter, target_bpp=case.target_bpp, seed=SEED, progress=False)
+        return codec_of(case).compress(image, adapter, target_bpp=case.target_bpp, seed=SEED, progress=False)
     result = encode(
         image,
         adapter,
@@ -131,13 +142,15 @@ def encode_case(case: GoldenCase, adapter: BackboneAdapter) -> bytes:
 
 
 def decode_case(case: GoldenCase, stream: bytes, adapter: BackboneAdapter) -> dict[str, torch.Tensor]:
-    """The decoded noisy latent `(1, C, h, w)` and the decompressed image `(1, 3, H, W)`, both float32."""
-    if case.codec == "diffc":
-        latent = decode(stream, adapter, progress=False).latent
-    else:
-        latent = ddcm_codec_of(case).decode(stream, adapter, progress=False).latent
+    """The decoded noisy latent `(1, C, h, w)` (of the codecs that decode through one) and the decompressed image
+    `(1, 3, H, W)`, both float32."""
     image = decompress(stream, adapter, num_denoise_steps=DENOISE_STEPS, progress=False)
-    return {"latent": latent.float().contiguous(), "image": image.float().contiguous()}
+    decoded = {"image": image.float().contiguous()}
+    if case.codec == "diffc":
+        decoded["latent"] = decode(stream, adapter, progress=False).latent.float().contiguous()
+    elif case.codec in ("turbo-ddcm", "ddcm"):
+        decoded["latent"] = codec_of(case).decode(stream, adapter, progress=False).latent.float().contiguous()
+    return decoded
 
 
 def save_input_image(case: GoldenCase) -> None:

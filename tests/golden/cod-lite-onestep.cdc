@@ -1,0 +1,1 @@
+DfCcod-lite-onestepcod-lite,Rj›“Ø@@ıÙ«ñ9x
