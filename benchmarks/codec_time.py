@@ -35,13 +35,15 @@ import torch
 from kodak import KODAK, kodak_centre_crop, require_kodak
 from timing import clock
 
-from cod_diffc import CodPipeline
+from cod_diffc import CodLitePipeline, CodPipeline
 from cod_diffc.backbones import denoise, load_backbone
 from cod_diffc.backbones.cod import CodBackbone
+from cod_diffc.backbones.cod_lite import CodLiteBackbone
 from cod_diffc.diffc import decode, encode
 from cod_diffc.diffc.codec import default_simulator
 from cod_diffc.evaluation.metrics import psnr, to_uint8
 from cod_diffc.image_files import atomic_write, load_image, save_image
+from cod_diffc.pipelines import get_named_config
 from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
 
@@ -53,9 +55,10 @@ KODAK_TARGET_BPP = [0.05]
 
 
 def random_backbone(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> CodBackbone:
-    """Named configuration `name` with random weights (seed 0), on `device` in `dtype`."""
+    """Named configuration `name` (CoD or CoD-Lite) with random weights (seed 0), on `device` in `dtype`."""
     torch.manual_seed(0)
-    pipe = CodPipeline.from_named_config(name)
+    is_cod_lite = get_named_config(name).pipeline == "CodLitePipeline"
+    pipe = (CodLitePipeline if is_cod_lite else CodPipeline).from_named_config(name)
     with torch.no_grad():  # fresh output layers are zero: give the model non-trivial outputs
         for parameter in [*pipe.transformer.parameters(), *pipe.condition_codec.parameters()]:
             if parameter.abs().sum() == 0:
@@ -63,7 +66,7 @@ def random_backbone(name: str, device: str = "cpu", dtype: torch.dtype = torch.f
     pipe.to(device)
     if dtype != torch.float32:  # diffusers warns on any dtype cast, even a no-op one
         pipe.to(dtype=dtype)
-    return CodBackbone(pipe)
+    return (CodLiteBackbone if is_cod_lite else CodBackbone)(pipe)
 
 
 class CallClock:
