@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from cod_diffc.codecs import get_codec_class
     from cod_diffc.codecs.registry import DEFAULT_CODEC
     from cod_diffc.evaluation.html_report import single_image_data, write_page
-    from cod_diffc.evaluation.metrics import ms_ssim, psnr, to_uint8
-    from cod_diffc.image_files import atomic_write, centre_square, load_image, save_image
+    from cod_diffc.image_files import centre_square, load_image, save_image
     from cod_diffc.pipelines.embedded_models import DEFAULT_EMBEDDED_MODEL
 
     codec = get_codec_class(DEFAULT_CODEC).from_settings(**codec_settings(args))
@@ -61,21 +60,43 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {args.model or DEFAULT_EMBEDDED_MODEL + ' (embedded)'}")
     print(f"image: {sample} (resized to {args.size}x{args.size})")
 
-    # The condition alone (no coded step), then every target above it, from one encode.
+    points, encode_seconds = coded_points(codec, image, adapter, args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    panels, rows, page_points = decoded_points(codec, image, adapter, points, args)
+    save_image(args.output / "side_by_side.png", np.concatenate(panels, axis=1))
+    print(f"encode (one pass for every rate): {encode_seconds:.1f} s")
+    print(f"{'stream':<16}{'bytes':>8}{'bpp':>9}{'PSNR dB':>9}{'decode s':>10}")
+    for name, size, bpp, quality, seconds in rows:
+        print(f"{name:<16}{size:>8}{bpp:>9.4f}{quality:>9.2f}{seconds:>10.1f}")
+    print(f"wrote {args.output}/side_by_side.png (original, then the rows above from left to right)")
+    run = {"command": " ".join(["cod-diffc", *args.argv]), "version": cod_diffc.__version__}
+    data = single_image_data("cod-diffc demo", run, sample.stem, "original.png", f"{codec.name} on CoD", page_points)
+    print(f"wrote {write_page(args.output / 'index.html', data)} (compare the pictures in a browser)")
+    return 0
+
+
+def coded_points(codec, image, adapter, args: argparse.Namespace) -> tuple[list[tuple[str, bytes]], float]:
+    """`(name, stream)` of the condition alone (no coded step) and of every target above it, from one encode (targets
+    that fall on the same cut give one stream), and the encode's seconds."""
     (condition_only,) = codec.compress_many(image, adapter, stop_steps=[0], progress=False)
     smallest_bpp = 8 * len(condition_only.stream) / (args.size * args.size)
     targets = sorted(target for target in args.bpp if target > smallest_bpp)
     for target in sorted(set(args.bpp) - set(targets)):
         print(f"note: {target} bpp is below the condition-only stream ({smallest_bpp:.4f} bpp) at this size")
     coded = codec.compress_many(image, adapter, target_bpps=targets, progress=not args.no_progress) if targets else []
-    encode_seconds = coded[0].encoding_time if coded else condition_only.encoding_time
-    # Targets that fall on the same cut give one stream.
     points = [("condition_only", condition_only.stream)]
     for point in coded:
         if point.stream != points[-1][1]:
             points.append((point.setting.replace("=", ""), point.stream))
+    return points, coded[0].encoding_time if coded else condition_only.encoding_time
 
-    args.output.mkdir(parents=True, exist_ok=True)
+
+def decoded_points(codec, image, adapter, points: list[tuple[str, bytes]], args: argparse.Namespace):
+    """Writes the original and each stream with its reconstruction into `args.output`; returns the side-by-side
+    panels, the table's rows `(name, bytes, bpp, PSNR, decode seconds)` and the comparison page's points."""
+    from cod_diffc.evaluation.metrics import ms_ssim, psnr, to_uint8
+    from cod_diffc.image_files import atomic_write, save_image
+
     original = to_uint8(image)
     save_image(args.output / "original.png", original)
     panels, rows, page_points = [original], [], []
@@ -100,14 +121,4 @@ def run(args: argparse.Namespace) -> int:
                 "stream": f"{name}.cdc",
             }
         )
-
-    save_image(args.output / "side_by_side.png", np.concatenate(panels, axis=1))
-    print(f"encode (one pass for every rate): {encode_seconds:.1f} s")
-    print(f"{'stream':<16}{'bytes':>8}{'bpp':>9}{'PSNR dB':>9}{'decode s':>10}")
-    for name, size, bpp, quality, seconds in rows:
-        print(f"{name:<16}{size:>8}{bpp:>9.4f}{quality:>9.2f}{seconds:>10.1f}")
-    print(f"wrote {args.output}/side_by_side.png (original, then the rows above from left to right)")
-    run = {"command": " ".join(["cod-diffc", *args.argv]), "version": cod_diffc.__version__}
-    data = single_image_data("cod-diffc demo", run, sample.stem, "original.png", f"{codec.name} on CoD", page_points)
-    print(f"wrote {write_page(args.output / 'index.html', data)} (compare the pictures in a browser)")
-    return 0
+    return panels, rows, page_points

@@ -75,24 +75,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="classical codecs to compare: jpeg webp avif jxl, and their downscale-code-upscale variants for very "
         "low rates: jpeg-down webp-down avif-down jxl-down",
     )
-    parser.add_argument("--anchor", help="method the BD table compares against (default: the first)")
-    parser.add_argument("--crop-image", help="name (stem) of the image shown in the crops (default: the first)")
-    parser.add_argument("--crop-bpp", type=float, help="target rate of the crops (default: the middle one)")
     parser.add_argument("--resume", action="store_true", help="skip (method, image) pairs already in -o")
     parser.add_argument(
         "--steps", type=int_in_range(1), default=None, help="schedule length of every codec (default: each codec's)"
     )
     add_coder_arguments(parser)
-    parser.add_argument(
-        "--metrics",
-        nargs="+",
-        choices=("fid", "kid"),
-        default=[],
-        help="distribution metrics over overlapping 64x64 patches, as CoD's and DDCM's papers report them (needs "
-        "torchmetrics, torch-fidelity and its Inception weights in torch's hub cache)",
-    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the shared randomness")
     parser.add_argument("--guidance-scale", type=float, default=None, help="guidance of the coded steps")
+    _add_decode_arguments(parser)
+    _add_report_arguments(parser)
+    add_runtime_arguments(parser)
+    parser.set_defaults(func=run, backbones=None)
+
+
+def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the diffusion codecs' streams are decoded."""
     parser.add_argument("--denoise-guidance-scale", type=float, default=None, help="guidance the decoder uses")
     parser.add_argument(
         "--denoise-steps", type=int_in_range(1), default=25, help="probability-flow ODE steps (default 25)"
@@ -105,8 +102,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="decodes to evaluate, each a method from the same encodes: flow (probability-flow ODE, default) "
         "and/or mean (one-step posterior mean, highest PSNR); names other than flow get a -mean suffix",
     )
-    add_runtime_arguments(parser)
-    parser.set_defaults(func=run, backbones=None)
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the report compares and shows."""
+    parser.add_argument("--anchor", help="method the BD table compares against (default: the first)")
+    parser.add_argument("--crop-image", help="name (stem) of the image shown in the crops (default: the first)")
+    parser.add_argument("--crop-bpp", type=float, help="target rate of the crops (default: the middle one)")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=("fid", "kid"),
+        default=[],
+        help="distribution metrics over overlapping 64x64 patches, as CoD's and DDCM's papers report them (needs "
+        "torchmetrics, torch-fidelity and its Inception weights in torch's hub cache)",
+    )
 
 
 def _codecs(names: list[str], settings: dict) -> dict:
@@ -144,16 +154,8 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
     baselines, notes = codec_availability(args.baseline)
     decodes = list(dict.fromkeys(args.decode))
     runs = [(codec, index, decode) for codec in codec_names for index in range(len(specs)) for decode in decodes]
-
-    def run_name(codec: str, index: int, decode: str) -> str:
-        label = specs[index]["label"]
-        if codec == DEFAULT_CODEC:  # the library's own method keeps the library's name
-            stem = label or f"cod_diffc-{specs[index]['backbone']}"
-        else:
-            stem = f"{codec}-{label or specs[index]['backbone']}"
-        return stem + ("" if decode == "flow" else f"-{decode}")
-
-    names = [run_name(*run) for run in runs] + [baseline.name for baseline in baselines]
+    names = [_method_name(codec, specs[index], decode) for codec, index, decode in runs]
+    names += [baseline.name for baseline in baselines]
     if not names:
         unavailable = f" ({'; '.join(notes)})" if notes else ""
         raise ValueError(f"nothing to evaluate: give a --backbone or a --baseline this machine can run{unavailable}")
@@ -185,6 +187,19 @@ def _methods(args: argparse.Namespace, device) -> tuple[list, list[str]]:
     ]
     methods += [CodecMethod(baseline) for baseline in baselines]
     return methods, notes
+
+
+def _method_name(codec: str, spec: dict, decode: str) -> str:
+    """The result name of `codec` on the backbone of `spec` with `decode`: the library's own method (the default
+    codec) keeps the library's name, `cod_diffc-BACKBONE`; the others are `CODEC-BACKBONE`; a label replaces the
+    backbone's name, and decodes other than flow add a suffix."""
+    from cod_diffc.codecs.registry import DEFAULT_CODEC
+
+    if codec == DEFAULT_CODEC:
+        stem = spec["label"] or f"cod_diffc-{spec['backbone']}"
+    else:
+        stem = f"{codec}-{spec['label'] or spec['backbone']}"
+    return stem + ("" if decode == "flow" else f"-{decode}")
 
 
 def _crop(args: argparse.Namespace, images: list[Path], target_bpps: list[float]) -> tuple[str, float]:

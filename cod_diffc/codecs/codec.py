@@ -40,6 +40,12 @@ def check_image(image: torch.Tensor) -> tuple[int, int]:
     return image.shape[2], image.shape[3]
 
 
+def check_target_bpp(target_bpp: float) -> None:
+    """`ValueError` unless a target rate is positive and finite."""
+    if not (target_bpp > 0 and math.isfinite(target_bpp)):
+        raise ValueError(f"target bpp must be positive and finite, got {target_bpp}")
+
+
 def check_guidance(name: str, scale: float) -> float:
     """The guidance scale rounded to float16, the precision streams store it in; `ValueError` outside
     [0, 65504]."""

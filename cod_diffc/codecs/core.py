@@ -26,6 +26,7 @@ from cod_diffc.backbones.sampling import ReverseStep, model_reverse_step
 from cod_diffc.errors import StreamError
 
 from .codec import check_guidance, check_image
+from .container import Container
 from .randomness import derive_key, seeded_normal
 from .schedule import DiffCSchedule
 
@@ -85,6 +86,21 @@ def prepare_encode(
         guidance_scale=guidance_scale,
         denoise_guidance_scale=denoise_guidance_scale,
         condition=adapter.prepare_condition(image),
+    )
+
+
+def new_container(codec: str, adapter: BackboneAdapter, setup: EncoderSetup, seed: int, payload: bytes) -> Container:
+    """The container of an encode's stream: the codec's name and `payload`, the backbone and its model's
+    fingerprint, the true image size, the seed and the condition's side information."""
+    return Container(
+        codec=codec,
+        backbone=adapter.name,
+        fingerprint=adapter.fingerprint(),
+        height=setup.height,
+        width=setup.width,
+        seed=seed,
+        side_info=setup.condition.side_info,
+        payload=payload,
     )
 
 

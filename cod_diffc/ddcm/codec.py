@@ -38,12 +38,13 @@ import torch
 
 from cod_diffc.backbones.adapter import BackboneAdapter, Condition
 from cod_diffc.backbones.sampling import ReverseStep
-from cod_diffc.codecs.codec import Codec, DecodedLatent
+from cod_diffc.codecs.codec import Codec, DecodedLatent, check_target_bpp
 from cod_diffc.codecs.container import Container, read_container, write_container
 from cod_diffc.codecs.core import (
     DEFAULT_MAX_LATENT_ELEMENTS,
     EncoderSetup,
     initial_noise,
+    new_container,
     posterior_offset,
     prepare_decode,
     prepare_encode,
@@ -264,8 +265,7 @@ def encode(
     Args:
         image (`torch.Tensor`): `(1, 3, H, W)` image in [0, 1], of any size (mirror-padded for the backbone).
         adapter ([`~backbones.adapter.BackboneAdapter`]): The backbone.
-        codec_name (`str`): The name the container records (`"turbo-ddcm"` or `"ddcm"`).
-        variant ([`DDCMVariant`]): The encoder's settings.
+        codec_name (`str`), variant ([`DDCMVariant`]): The name the container records, the encoder's settings.
         target_bpp (`float`): Bits per pixel of the whole file.
         seed (`int`, defaults to 0): Seed of the codebooks and the initial noise, in [0, 2**64).
         guidance_scale (`float`, *optional*): Guidance of the coded steps (default: the backbone's).
@@ -277,25 +277,14 @@ def encode(
         `ValueError`: For a target below the smallest file (unless `clamp_targets`), naming the smallest;
             [`~backbones.resources.ImageTooLargeError`] for an image the device has not the memory for.
     """
-    if not (target_bpp > 0 and math.isfinite(target_bpp)):
-        raise ValueError(f"target bpp must be positive and finite, got {target_bpp}")
+    check_target_bpp(target_bpp)
     setup = prepare_encode(image, adapter, guidance_scale, denoise_guidance_scale)
-    container = Container(
-        codec=codec_name,
-        backbone=adapter.name,
-        fingerprint=adapter.fingerprint(),
-        height=setup.height,
-        width=setup.width,
-        seed=seed,
-        side_info=setup.condition.side_info,
-        payload=b"",
-    )
+    container = new_container(codec_name, adapter, setup, seed, payload=b"")
     allocation, layout = _allocate_bytes(container, variant, setup, target_bpp, clamp_targets)
     chooser = _AtomChooser(seed, layout, variant, allocation, target_latent(adapter, setup))
-    latent = initial_noise(seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)  # z_{t_0}
     latent, _ = run_reverse_process(
         adapter,
-        latent,
+        initial_noise(seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device),  # z_{t_0}
         variant.schedule,
         allocation.stop_step,
         setup.condition,
@@ -375,7 +364,7 @@ def read_ddcm_stream(stream: bytes, codec_name: str) -> tuple[Container, DDCMPay
     if container.codec != codec_name:
         raise StreamError(f"not a {codec_name} stream: made by codec {container.codec!r}")
     payload = read_payload(container.payload)
-    if codec_name == DDCMCodec.name and payload.atoms_at(0) != 1:
+    if family_codec(codec_name).default_max_atoms == 1 and payload.atoms_at(0) != 1:
         raise StreamError(f"corrupt stream: a DDCM step chooses one atom, the stream says {payload.atoms_at(0)}")
     return container, payload
 
@@ -399,7 +388,7 @@ def decode(
     container.check_backbone(adapter)
     setup = prepare_decode(adapter, container.height, container.width, container.side_info, max_latent_elements)
     layout = BlockLayout.of(math.prod(setup.latent_shape), payload.block_width)
-    signed = codec_name == TurboDDCMCodec.name
+    signed = family_codec(codec_name).signed
     runs = digit_runs(payload, layout.num_blocks, signed)
     # Bounded before any big-integer work: the digits' ideal size must match the bytes the stream carries.
     if sum(count * math.log2(radix) for radix, count in runs) > 8 * len(payload.choices) + 8:
@@ -558,3 +547,11 @@ class DDCMCodec(_DDCMFamilyCodec):
     signed = False
     default_num_steps = 100
     default_max_atoms = 1
+
+
+def family_codec(codec_name: str) -> type[_DDCMFamilyCodec]:
+    """The DDCM-family codec class called `codec_name`; `ValueError` for another name."""
+    for codec in (TurboDDCMCodec, DDCMCodec):
+        if codec.name == codec_name:
+            return codec
+    raise ValueError(f"{codec_name!r} is not a codec of the DDCM family (turbo-ddcm, ddcm)")

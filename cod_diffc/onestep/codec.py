@@ -10,14 +10,12 @@ model trained for it reconstructs well.
 Payload (in the shared container of [`~codecs.container`]): one byte, the layout version (1).
 """
 
-import math
-
 import torch
 
 from cod_diffc.backbones.padding import crop_image
-from cod_diffc.codecs.codec import Codec, check_decode_method
+from cod_diffc.codecs.codec import Codec, check_decode_method, check_target_bpp
 from cod_diffc.codecs.container import Container, read_container, write_container
-from cod_diffc.codecs.core import DEFAULT_MAX_LATENT_ELEMENTS, prepare_decode, prepare_encode
+from cod_diffc.codecs.core import DEFAULT_MAX_LATENT_ELEMENTS, new_container, prepare_decode, prepare_encode
 from cod_diffc.codecs.devices import codec_precision
 from cod_diffc.errors import StreamError
 
@@ -37,23 +35,11 @@ class OneStepCodec(Codec):
     summary = "one-step codec: the condition alone, decoded in one pass (CoD-Lite's one-step models; rate = model's)"
 
     def compress(self, image, adapter, *, target_bpp, seed=0, clamp_targets=False, progress=True) -> bytes:
-        if not (target_bpp > 0 and math.isfinite(target_bpp)):
-            raise ValueError(f"target bpp must be positive and finite, got {target_bpp}")
+        check_target_bpp(target_bpp)
         setup = prepare_encode(image, adapter, 1.0, 1.0)
         if not setup.condition.side_info:
             raise ValueError(f"codec {self.name!r} needs a backbone with a condition; {adapter.name!r} has none")
-        stream = write_container(
-            Container(
-                codec=self.name,
-                backbone=adapter.name,
-                fingerprint=adapter.fingerprint(),
-                height=setup.height,
-                width=setup.width,
-                seed=seed,
-                side_info=setup.condition.side_info,
-                payload=bytes([PAYLOAD_VERSION]),
-            )
-        )
+        stream = write_container(new_container(self.name, adapter, setup, seed, payload=bytes([PAYLOAD_VERSION])))
         bpp = 8 * len(stream) / (setup.height * setup.width)
         if bpp > target_bpp and not clamp_targets:
             raise ValueError(
