@@ -245,7 +245,6 @@ class Codec(ABC):
             `ValueError`: For a target below the smallest file (unless `clamp_targets`), naming the achievable range.
         """
 
-    @abstractmethod
     def decompress(
         self,
         stream: bytes,
@@ -256,7 +255,8 @@ class Codec(ABC):
         progress: bool = True,
     ) -> torch.Tensor:
         r"""
-        The `(1, 3, H, W)` image in [0, 1] of a stream, at the size it records.
+        The `(1, 3, H, W)` image in [0, 1] of a stream, at the size it records: by default the rendering of
+        [`decompress_latent`]'s noisy latent; a codec whose decoder does not go through one overrides this.
 
         Args:
             method (`str`, defaults to `"flow"`): One of [`DECODE_METHODS`], for the noisy latent left after the
@@ -265,7 +265,12 @@ class Codec(ABC):
 
         Raises:
             [`~errors.StreamError`]: For a stream of another codec, backbone or model, or a malformed one.
+            `NotImplementedError`: For a codec that implements neither this nor [`decompress_latent`].
         """
+        decoded = self.decompress_latent(stream, adapter, progress=progress)
+        if decoded is None:
+            raise NotImplementedError(f"codec {self.name!r} implements neither decompress nor decompress_latent")
+        return decoded.to_image(adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress)
 
     def decompress_latent(
         self, stream: bytes, adapter: BackboneAdapter, *, progress: bool = True

@@ -133,17 +133,14 @@ class DDCMEncodeResult:
 
 
 @dataclass(frozen=True)
-class DDCMDecodeResult:
+class DDCMDecodeResult(DecodedLatent):
     r"""
-    The output of [`decode`]: the noisy latent `(1, C, h, w)` at time `t`, the container and payload, and the
-    backbone's condition loaded from the side information.
+    The output of [`decode`]: the [`~codecs.codec.DecodedLatent`] every codec decodes to (the noisy latent `(1, C,
+    h, w)` at time `t`, the condition, the stream's guidance and image size), and the parsed container and payload.
     """
 
-    latent: torch.Tensor
-    t: float
     container: Container
     payload: DDCMPayload
-    condition: Condition
 
 
 def _signed_coefficients(signs: torch.Tensor) -> torch.Tensor:
@@ -418,12 +415,10 @@ def decode(
         description=f"{codec_name} decode",
         progress=progress,
     )
+    t = payload.schedule.time(payload.stop_step)
+    guidance = payload.denoise_guidance_scale
     return DDCMDecodeResult(
-        latent=latent,
-        t=payload.schedule.time(payload.stop_step),
-        container=container,
-        payload=payload,
-        condition=setup.condition,
+        latent, t, setup.condition, guidance, container.height, container.width, container=container, payload=payload
     )
 
 
@@ -498,15 +493,8 @@ class _DDCMFamilyCodec(Codec):
         """[`decode`] for this codec's streams."""
         return decode(stream, adapter, self.name, progress=progress)
 
-    def decompress_latent(self, stream, adapter, *, progress=True) -> DecodedLatent:
-        decoded = self.decode(stream, adapter, progress=progress)
-        guidance, container = decoded.payload.denoise_guidance_scale, decoded.container
-        return DecodedLatent(decoded.latent, decoded.t, decoded.condition, guidance, container.height, container.width)
-
-    def decompress(self, stream, adapter, *, method="flow", num_denoise_steps=25, progress=True) -> torch.Tensor:
-        return self.decompress_latent(stream, adapter, progress=progress).to_image(
-            adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress
-        )
+    def decompress_latent(self, stream, adapter, *, progress=True) -> DDCMDecodeResult:
+        return self.decode(stream, adapter, progress=progress)
 
     def stream_backbone(self, stream: bytes) -> str:
         return read_ddcm_stream(stream, self.name)[0].backbone

@@ -123,21 +123,21 @@ class EncodeResult:
 
 
 @dataclass(frozen=True)
-class DecodeResult:
+class DecodeResult(DecodedLatent):
     r"""
-    The output of [`decode`].
+    The output of [`decode`]: the [`~codecs.codec.DecodedLatent`] every codec decodes to (the noisy latent at time
+    `t`, 1.0 for a condition-only stream; the condition; the stream's guidance and image size), and the parsed
+    file.
 
     Attributes:
-        latent (`torch.Tensor`): `(1, C, h, w)` float32 noisy latent at time `t`, on the adapter's device.
-        t (`float`): Its time (1.0 for a condition-only stream).
-        stream ([`DiffCStream`]): The parsed file, including the image size and `denoise_guidance_scale`.
-        condition ([`~backbones.adapter.Condition`]): The backbone's condition, loaded from the side information.
+        stream ([`DiffCStream`]): The parsed file.
     """
 
-    latent: torch.Tensor
-    t: float
     stream: DiffCStream
-    condition: Condition
+
+    @classmethod
+    def of(cls, latent: torch.Tensor, t: float, condition: Condition, stream: DiffCStream) -> "DecodeResult":
+        return cls(latent, t, condition, stream.denoise_guidance_scale, stream.height, stream.width, stream)
 
 
 def default_simulator() -> ChannelSimulator:
@@ -387,7 +387,7 @@ def decode(
     setup = prepare_decode(adapter, parsed.height, parsed.width, parsed.side_info, max_latent_elements)
     latent = initial_noise(parsed.seed, INITIAL_NOISE_KEY, setup.latent_shape, adapter.device)  # z_{t_0}
     if parsed.schedule is None:
-        return DecodeResult(latent=latent, t=1.0, stream=parsed, condition=setup.condition)
+        return DecodeResult.of(latent, 1.0, setup.condition, parsed)
     step_codes = decode_step_codes(parsed.step_codes, parsed.stop_step, simulator)
 
     def replayed_noise(n: int, step: ReverseStep, x0_hat: torch.Tensor) -> torch.Tensor:
@@ -404,9 +404,7 @@ def decode(
         description="DiffC decode",
         progress=progress,
     )
-    return DecodeResult(
-        latent=latent, t=parsed.schedule.time(parsed.stop_step), stream=parsed, condition=setup.condition
-    )
+    return DecodeResult.of(latent, parsed.schedule.time(parsed.stop_step), setup.condition, parsed)
 
 
 def compress(
@@ -547,17 +545,8 @@ class DiffCCodec(Codec):
         seconds = time.perf_counter() - start
         return [CodedStream(point.stream, f"stop_step={point.stop_step}", seconds) for point in result.points]
 
-    def decompress_latent(self, stream, adapter, *, progress=True) -> DecodedLatent:
-        decoded = decode(stream, adapter, progress=progress)  # with the channel coder the stream names
-        header = decoded.stream
-        return DecodedLatent(
-            decoded.latent, decoded.t, decoded.condition, header.denoise_guidance_scale, header.height, header.width
-        )
-
-    def decompress(self, stream, adapter, *, method="flow", num_denoise_steps=25, progress=True) -> torch.Tensor:
-        return self.decompress_latent(stream, adapter, progress=progress).to_image(
-            adapter, method=method, num_denoise_steps=num_denoise_steps, progress=progress
-        )
+    def decompress_latent(self, stream, adapter, *, progress=True) -> DecodeResult:
+        return decode(stream, adapter, progress=progress)  # with the channel coder the stream names
 
     def stream_backbone(self, stream: bytes) -> str:
         return read_stream(stream).backbone
