@@ -238,8 +238,8 @@ class CodPipeline(PortableSaveMixin, DiffusionPipeline):
     def compress(self, image: ImageInput) -> list[bytes]:
         """
         The standalone CoD codec, encoder side: one `.cod` file (bytes) per image, in the release's layout: a 4-byte
-        header (uint16 little-endian height, then width) and the VQ indices packed at `codebook_bits` each; at
-        512x512, 4 bits and downsampling 32 that is 4 + 128 bytes.
+        header (uint16 little-endian height, then width; the other way round with `cod_file_width_first`) and the
+        VQ indices packed at `codebook_bits` each; at 512x512, 4 bits and downsampling 32 that is 4 + 128 bytes.
         """
         images = self.preprocess(image)
         height, width = images.shape[-2:]
