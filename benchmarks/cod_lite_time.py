@@ -12,7 +12,7 @@ and the preparation of the condition (`condition_s`: the condition codec's encod
 CoD-Lite also the one-step codec (`cod-lite-onestep`: `onestep_encode_s`, the condition as a stream;
 `onestep_decode_s`, the condition decoded and one pass from an all-zero image) and, at `--diffc-sizes`, a DiffC
 round trip at 0.03 bpp with the default coder and schedule (the fields of `codec_time.time_codec`). Medians over
-`--repeat` runs after one warm-up run. Writes `results/cod_lite_time.json`.
+`--repeat` runs (after one warm-up run when there are several). Writes `results/cod_lite_time.json`.
 """
 
 import argparse
@@ -51,8 +51,9 @@ def sample_image(height: int, width: int) -> torch.Tensor:
 
 
 def median_seconds(function, repeat: int, device: torch.device) -> float:
-    """Median wall time of `function()` over `repeat` runs, after one warm-up run."""
-    function()
+    """Median wall time of `function()` over `repeat` runs, after one warm-up run when `repeat > 1`."""
+    if repeat > 1:
+        function()
     seconds = []
     for _ in range(repeat):
         start = clock(device)
