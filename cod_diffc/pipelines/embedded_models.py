@@ -19,6 +19,7 @@ DEFAULT_EMBEDDED_MODEL = "cod-latent-small"
 
 EMBEDDED_MODEL_FINGERPRINTS: dict[str, str] = {
     "80f05aeb9a5582b8": "the embedded model cod-latent-small (load it with --model cod-latent-small, in float32)",
+    "7df081bdfda644c5": "the embedded model ldm-small (load it with --backbone ldm --model ldm-small, in float32)",
     "8432c163aded034c": (
         "the embedded model cod-pixel-small of cod_diffc 0.1, which this version no longer ships: decode with "
         "cod_diffc 0.1 (git revisions 160cca2 to 8247d2e), or with --model pointing at a saved copy of that model"
