@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output} exists; remove it or choose another output directory")
     quiet_model_loading()
     is_cod_lite = args.variant in COD_LITE_VARIANTS
-    hub_name = COD_LITE_VARIANTS[args.variant].hub_file if is_cod_lite else HUB_FILES.get(args.variant)
+    hub_name = COD_LITE_VARIANTS[args.variant].hub_file if is_cod_lite else HUB_FILES[args.variant]
     checkpoint_path = args.checkpoint or hub_file(args.from_hub, hub_name, args.allow_download)
     arguments = None if args.config is None else find_denoiser_arguments(read_config(args.config))
     checkpoint = read_checkpoint(checkpoint_path)

@@ -69,3 +69,16 @@ def test_wrong_checkpoint_variant_or_config_pairs_are_refused_by_name(
     assert convert(cod_lite_official_dir, variant, released, output, config_variant) == 2
     assert message in capsys.readouterr().err
     assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    "variant, file", [("cod-lite-pretrain", "CoD_Lite_pretrain.pt"), ("cod-lite-0.125", "CoD_Lite_bpp_0_1250.pt")]
+)
+def test_offline_hub_conversion_names_the_released_file(tmp_path, capsys, monkeypatch, variant, file):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    arguments = ["convert", "--from-hub", "zhaoyangjia/CoD_Lite", "--variant", variant, "-o", str(tmp_path / "o")]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert f"zhaoyangjia/CoD_Lite/{file}" in error and "huggingface-cli download" in error
+    assert not (tmp_path / "o").exists()
