@@ -76,6 +76,13 @@ class GaussianBackbone(BackboneAdapter):
     def _posterior_means(self, z_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(E[z_0 | z_t], E[eps | z_t])` in closed form; both finite for every `t` in [0, 1]."""
         alpha, sigma = (as_batch_scalar(coefficient, z_t) for coefficient in self.alpha_sigma(t))
+        return self.posterior_means(z_t, alpha, sigma)
+
+    def posterior_means(
+        self, z_t: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(E[z_0 | z_t], E[eps | z_t])` of `z_t = alpha * z_0 + sigma * eps` (coefficients broadcastable to
+        `z_t`)."""
         residual = z_t - alpha * self.mean
         variance = alpha**2 * self.std**2 + sigma**2  # Var(z_t), per coordinate
         return self.mean + alpha * self.std**2 / variance * residual, sigma / variance * residual
@@ -118,10 +125,7 @@ def load_gaussian_backbone(
 ) -> GaussianBackbone:
     """Registry factory of the `"gaussian"` backbone: it has no weights (`model` must be `None`), computes in
     float32, and takes the [`GaussianBackbone`] settings (`mean`, `std`, `patch_size`) as options."""
-    if model is not None:
-        raise ValueError(f"the 'gaussian' backbone has no weights to load, got model={model!r}")
-    if dtype not in (None, torch.float32):
-        raise ValueError(f"the 'gaussian' backbone computes in float32, got dtype={dtype}")
+    _check_no_weights("gaussian", model, dtype)
     return GaussianBackbone(mean=mean, std=std, patch_size=patch_size, device=device)
 
 
@@ -155,8 +159,11 @@ class GaussianVPBackbone(DiscreteVPAdapterMixin, GaussianBackbone):
     ):
         GaussianBackbone.__init__(self, mean=mean, std=std, patch_size=patch_size, device=device)
         if alphas_cumprod is None:
-            betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2  # scaled linear
-            alphas_cumprod = torch.cumprod(1 - betas, dim=0)
+            from diffusers import DDPMScheduler
+
+            from cod_diffc.schedulers.stable_diffusion_schedule import STABLE_DIFFUSION_SCHEDULE
+
+            alphas_cumprod = DDPMScheduler(**STABLE_DIFFUSION_SCHEDULE).alphas_cumprod
         self.set_discrete_schedule(alphas_cumprod, prediction_type)
 
     def predict_model_output(
@@ -168,9 +175,7 @@ class GaussianVPBackbone(DiscreteVPAdapterMixin, GaussianBackbone):
         snr = torch.lerp(log_snr[lower], log_snr[lower + 1], tau - lower).exp()
         alpha = as_batch_scalar((snr / (1 + snr)).sqrt().to(z_t.device, torch.float32), z_t)
         sigma = as_batch_scalar((1 / (1 + snr)).sqrt().to(z_t.device, torch.float32), z_t)
-        residual = z_t - alpha * self.mean
-        variance = alpha**2 * self.std**2 + sigma**2
-        x0, epsilon = self.mean + alpha * self.std**2 / variance * residual, sigma / variance * residual
+        x0, epsilon = self.posterior_means(z_t, alpha, sigma)
         if self.prediction_type == "epsilon":
             return epsilon
         if self.prediction_type == "v_prediction":
@@ -195,8 +200,13 @@ def load_gaussian_vp_backbone(
 ) -> GaussianVPBackbone:
     """Registry factory of the `"gaussian-vp"` backbone: no weights, float32, the [`GaussianVPBackbone`] settings as
     options."""
-    if model is not None:
-        raise ValueError(f"the 'gaussian-vp' backbone has no weights to load, got model={model!r}")
-    if dtype not in (None, torch.float32):
-        raise ValueError(f"the 'gaussian-vp' backbone computes in float32, got dtype={dtype}")
+    _check_no_weights("gaussian-vp", model, dtype)
     return GaussianVPBackbone(mean, std, patch_size, prediction_type, device=device)
+
+
+def _check_no_weights(name: str, model: str | None, dtype: torch.dtype | None) -> None:
+    """`ValueError` for a model or a dtype other than float32 given to a backbone without weights."""
+    if model is not None:
+        raise ValueError(f"the {name!r} backbone has no weights to load, got model={model!r}")
+    if dtype not in (None, torch.float32):
+        raise ValueError(f"the {name!r} backbone computes in float32, got dtype={dtype}")

@@ -24,6 +24,7 @@ from cod_diffc.evaluation.metrics import psnr
 from cod_diffc.models.latent_space import images_to_latents, latents_to_images
 from cod_diffc.models.vae_geometry import vae_downsampling
 from cod_diffc.pipelines.pipeline_latent_diffusion import LatentDiffusionPipeline
+from cod_diffc.schedulers.stable_diffusion_schedule import STABLE_DIFFUSION_SCHEDULE
 from cod_diffc.training.components import check_constructor_keys
 from cod_diffc.training.config import TrainConfig
 from cod_diffc.training.export import save_atomically
@@ -33,15 +34,6 @@ from cod_diffc.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-STABLE_DIFFUSION_SCHEDULE = {
-    "num_train_timesteps": 1000,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-}
-"""Stable Diffusion 1.x's training schedule (`DDPMScheduler` arguments): what `model.noise_schedule` overrides."""
 
 VALIDATION_TIMESTEPS = (250, 500)
 """Training steps at which validation reports the PSNR of the one-step estimate of the clean image."""
