@@ -11,9 +11,6 @@ from cod_diffc import CodLitePipeline
 from cod_diffc.cli import main
 
 
-pytestmark = pytest.mark.conformance
-
-
 def lightning_checkpoint(folder: Path, variant: str, directory: Path) -> Path:
     """The tiny checkpoint of `variant`, decoys included, saved as the release's `torch.save` dictionary."""
     path = directory / f"CoD_Lite_{variant}_tiny.pt"
@@ -27,6 +24,7 @@ def convert(folder: Path, variant: str, released: str, output: Path, config_vari
     return main(["convert", str(checkpoint), "--variant", released, "--config", str(config), "-o", str(output)])
 
 
+@pytest.mark.conformance
 def test_the_pretrained_model_converts_to_the_official_sampler(cod_lite_official_dir, tmp_path, capsys):
     output = tmp_path / "pretrain"
     assert convert(cod_lite_official_dir, "pretrain", "cod-lite-pretrain", output) == 0
@@ -38,6 +36,7 @@ def test_the_pretrained_model_converts_to_the_official_sampler(cod_lite_official
     torch.testing.assert_close(sample, io["sample_euler_n3_f32"], rtol=0, atol=2e-4)
 
 
+@pytest.mark.conformance
 def test_a_one_step_codec_converts_and_reconstructs_from_an_all_zero_image(cod_lite_official_dir, tmp_path):
     output = tmp_path / "onestep"
     assert convert(cod_lite_official_dir, "onestep_0_5000", "cod-lite-0.5", output) == 0
@@ -53,6 +52,7 @@ def test_a_one_step_codec_converts_and_reconstructs_from_an_all_zero_image(cod_l
     torch.testing.assert_close(reconstruction, io["recon_decompress_f32"], rtol=0, atol=5e-5)
 
 
+@pytest.mark.conformance
 @pytest.mark.parametrize(
     "variant, released, config_variant, message",
     [

@@ -4,6 +4,7 @@ CoD-Lite's one-step codecs decode; its rate, its errors, the command line and th
 import json
 import struct
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import PIL.Image
@@ -69,11 +70,11 @@ def test_bad_streams_and_backbones_without_a_condition_are_named(adapter, image)
     stream = codec.compress(image, adapter, target_bpp=1.0)
     container = read_container(stream)
     for payload in (b"", b"\x02", b"\x01\x00"):
-        forged = write_container(container.__class__(**{**container.__dict__, "payload": payload}))
+        forged = write_container(replace(container, payload=payload))
         with pytest.raises(StreamError, match="layout version byte 1"):
             codec.decompress(forged, adapter)
     with pytest.raises(StreamError, match="not a cod-lite-onestep stream: made by codec 'diffc'"):
-        codec.decompress(write_container(container.__class__(**{**container.__dict__, "codec": "diffc"})), adapter)
+        codec.decompress(write_container(replace(container, codec="diffc")), adapter)
     with pytest.raises(ValueError, match="needs a backbone with a condition; 'gaussian' has none"):
         codec.compress(torch.rand(1, 3, 16, 16), load_backbone("gaussian", std=0.3), target_bpp=1.0)
 
